@@ -73,7 +73,8 @@ def observation(text: str) -> str:
 def format_error(reason: str) -> str:
     return (
         f"{FORMAT_ERROR_PREFIX}{reason}\n"
-        "Reply with a short thought followed by exactly one <function=...> call, as described in the system prompt."
+        "Reply with a short thought followed by exactly one <function=...> call, "
+        "as described in the system prompt."
     )
 
 

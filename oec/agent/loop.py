@@ -1,0 +1,105 @@
+"""The agent loop: one episode of a policy acting in a sandbox through tools.
+
+The loop is deliberately small and knows nothing about OEC: a ``SwitchingPolicy`` decides who
+speaks, and every reply carries its author. An episode ends by an :class:`EpisodeEnd` carrying its
+exit status: ``submitted``, ``call_limit`` (per author, like the reference's per-model limit),
+``context_limit``, ``format_errors`` (too many consecutive unparseable or invalid calls) or
+``wall_time``. When the episode ends without a submission the working copy's diff is still taken,
+as SWE-agent's auto-submission does, so evaluation can grade it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from oec.agent.actions import FormatError, parse_action
+from oec.agent.prompts import Prompts, format_error, observation
+from oec.agent.tools import InvalidToolCall, ToolBox
+from oec.policies.base import ContextLimitExceeded, Policy
+from oec.types import ExitStatus, Message, Task
+
+
+@dataclass(frozen=True)
+class AgentLimits:
+    """``agent.limits`` config. ``max_calls`` applies to each model separately (reference: 75)."""
+
+    max_calls: int = 75
+    max_consecutive_format_errors: int = 3
+    wall_time_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.max_calls < 1:
+            raise ValueError(f"agent.limits.max_calls: must be >= 1, got {self.max_calls}")
+        if self.max_consecutive_format_errors < 1:
+            raise ValueError(
+                "agent.limits.max_consecutive_format_errors: must be >= 1, "
+                f"got {self.max_consecutive_format_errors}"
+            )
+        if self.wall_time_s <= 0:
+            raise ValueError(f"agent.limits.wall_time_s: must be > 0, got {self.wall_time_s}")
+
+
+@dataclass
+class Episode:
+    messages: list[Message]
+    exit_status: ExitStatus
+    patch: str
+    token_counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class EpisodeEnd(Exception):
+    def __init__(self, status: ExitStatus, patch: str | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.patch = patch
+
+
+def run_episode(
+    task: Task,
+    policy: Policy,
+    tools: ToolBox,
+    prompts: Prompts,
+    limits: AgentLimits,
+) -> Episode:
+    """Run ``policy`` on ``task`` until an exit condition; the sandbox behind ``tools`` is kept."""
+    messages = [
+        Message("system", prompts.render_student_system(tools.docs), "system", -1),
+        Message("user", prompts.render_task(task.problem_statement), "user", -1),
+    ]
+    calls: Counter[str] = Counter()
+    tokens: Counter[str] = Counter()
+    consecutive_errors = 0
+    start = time.monotonic()
+    try:
+        while True:
+            if time.monotonic() - start > limits.wall_time_s:
+                raise EpisodeEnd("wall_time")
+            turn = sum(1 for m in messages if m.role == "assistant")
+            try:
+                reply = policy.act(messages)
+            except ContextLimitExceeded as exc:
+                raise EpisodeEnd("context_limit") from exc
+            calls[reply.author] += 1
+            tokens[f"{reply.author}_prompt"] += reply.usage.prompt_tokens
+            tokens[f"{reply.author}_completion"] += reply.usage.completion_tokens
+            messages.append(Message("assistant", reply.content, reply.author, turn))
+            try:
+                result = tools.execute(parse_action(reply.content).call)
+            except (FormatError, InvalidToolCall) as exc:
+                consecutive_errors += 1
+                messages.append(Message("user", format_error(str(exc)), "env", turn))
+                if consecutive_errors >= limits.max_consecutive_format_errors:
+                    raise EpisodeEnd("format_errors") from exc
+            else:
+                consecutive_errors = 0
+                if result.submitted_patch is not None:
+                    raise EpisodeEnd("submitted", result.submitted_patch)
+                messages.append(Message("user", observation(result.observation), "env", turn))
+            if calls[reply.author] >= limits.max_calls:
+                raise EpisodeEnd("call_limit")
+    except EpisodeEnd as end:
+        patch = end.patch if end.patch is not None else tools.current_patch()
+        return Episode(messages, end.status, patch, dict(tokens), time.monotonic() - start)

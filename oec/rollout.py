@@ -1,0 +1,89 @@
+"""One rollout, start to finish: sample the switch step, act in a sandbox, verify, filter.
+
+This is where the parts meet: the switch schedule picks k, a ``SwitchingPolicy`` composes the
+student and the expert, the agent loop runs in a fresh sandbox, the patch is graded in another
+fresh sandbox with the task's tests, and the filters decide acceptance. The result is one
+:class:`~oec.types.Trajectory`; collection and evaluation differ only in their settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+
+from oec.agent.loop import AgentLimits, run_episode
+from oec.agent.prompts import Prompts
+from oec.agent.tools import TOOL_DOCS, ToolBox
+from oec.env import SandboxConfig, make_sandbox
+from oec.policies.base import PolicyBuilder
+from oec.switch import SwitchConfig, SwitchingPolicy
+from oec.types import Task, Trajectory
+from oec.verify import FilterConfig, apply_filters, verify
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    switch: SwitchConfig
+    env: SandboxConfig
+    limits: AgentLimits
+    filters: FilterConfig
+    prompts: Prompts = field(default_factory=Prompts)
+    verify_timeout_s: float = 600.0
+
+
+def rollout_seed(base_seed: int, instance_id: str, sample_index: int) -> int:
+    """A stable per-rollout seed: the same (seed, task, sample) always replays the same rollout."""
+    digest = hashlib.sha256(f"{base_seed}:{instance_id}:{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def run_rollout(
+    task: Task,
+    sample_index: int,
+    seed: int,
+    settings: RolloutSettings,
+    student: PolicyBuilder | None,
+    expert: PolicyBuilder | None,
+) -> Trajectory:
+    switch_step = settings.switch.build().sample(random.Random(seed))
+    needs_student = switch_step is None or switch_step > 0
+    if needs_student and student is None:
+        raise ValueError(f"switch schedule {settings.switch.schedule!r} needs a student policy")
+    if switch_step is not None and expert is None:
+        raise ValueError(f"switch schedule {settings.switch.schedule!r} needs an expert policy")
+    policy = SwitchingPolicy(
+        student=student(task, seed) if needs_student and student else None,
+        expert=expert(task, seed) if switch_step is not None and expert else None,
+        switch_step=switch_step,
+        expert_system_prompt=settings.prompts.render_expert_system(TOOL_DOCS),
+    )
+    started = time.monotonic()
+    with make_sandbox(settings.env, task) as sandbox:
+        episode = run_episode(task, policy, ToolBox(sandbox, settings.env), settings.prompts, settings.limits)
+    verify_started = time.monotonic()
+    verdict = verify(task, episode.patch, lambda: make_sandbox(settings.env, task), settings.verify_timeout_s)
+    models = {role: p.name for role, p in (("student", policy.student), ("expert", policy.expert)) if p}
+    trajectory = Trajectory(
+        instance_id=task.instance_id,
+        sample_index=sample_index,
+        mode=settings.switch.mode,
+        seed=seed,
+        messages=episode.messages,
+        models=models,
+        exit_status=episode.exit_status,
+        patch=episode.patch,
+        switch_step=switch_step,
+        handover_turn=policy.handover_turn,
+        verdict=verdict,
+        split=task.split,
+        timings={
+            "episode_s": round(episode.seconds, 3),
+            "verify_s": round(time.monotonic() - verify_started, 3),
+            "total_s": round(time.monotonic() - started, 3),
+        },
+        token_counts=episode.token_counts,
+    )
+    trajectory.accepted, trajectory.filter_reasons = apply_filters(trajectory, settings.filters)
+    return trajectory
