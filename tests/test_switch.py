@@ -1,0 +1,95 @@
+"""Switch schedules and the SwitchingPolicy: who speaks when, and what the expert sees."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+
+from oec.config import ConfigError, parse
+from oec.policies.base import Reply
+from oec.switch import Beta, SwitchConfig, SwitchingPolicy, Uniform
+from oec.types import Author, Message, Usage
+
+
+class Recorder:
+    """A scripted policy that answers with its name and remembers the prompts it saw."""
+
+    def __init__(self, name: str, author: Author) -> None:
+        self.name = name
+        self.author = author
+        self.seen: list[list[Message]] = []
+
+    def act(self, messages: Sequence[Message]) -> Reply:
+        self.seen.append(list(messages))
+        return Reply(f"{self.name} speaks", self.author, self.name, Usage(1, 1))
+
+
+def conversation(calls: int) -> list[Message]:
+    messages = [Message("system", "student prompt", "system", -1), Message("user", "issue", "user", -1)]
+    for turn in range(calls):
+        messages += [
+            Message("assistant", "x", "student", turn),
+            Message("user", "OBSERVATION:\nok", "env", turn),
+        ]
+    return messages
+
+
+def test_uniform_covers_both_ends_and_is_reproducible() -> None:
+    schedule = Uniform(0, 3)
+    draws = [schedule.sample(random.Random(seed)) for seed in range(200)]
+    assert set(draws) == {0, 1, 2, 3}
+    assert draws == [schedule.sample(random.Random(seed)) for seed in range(200)]
+
+
+def test_beta_is_late_biased_and_bounded() -> None:
+    draws = [Beta(4.0, 1.0, 5, 25).sample(random.Random(seed)) for seed in range(500)]
+    assert min(draws) >= 5 and max(draws) <= 25
+    assert sum(draws) / len(draws) > 15
+
+
+@pytest.mark.parametrize(
+    ("schedule", "mode", "k"),
+    [("never", "on_policy", None), ("always", "bc", 0), ("fixed", "oec", 7), ("uniform", "oec", None)],
+)
+def test_modes_follow_the_schedule(schedule: str, mode: str, k: int | None) -> None:
+    config = parse(SwitchConfig, {"schedule": schedule, "k": 7}, "switch")
+    assert config.mode == mode
+    if schedule != "uniform":
+        assert config.build().sample(random.Random(0)) == k
+
+
+@pytest.mark.parametrize(
+    ("node", "key"),
+    [({"schedule": "sometimes"}, "switch.schedule"), ({"lo": 9, "hi": 2}, "switch.lo"), ({"kk": 1}, "switch.kk")],
+)
+def test_bad_switch_config_names_the_key(node: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse(SwitchConfig, node, "switch")
+
+
+def test_handover_at_k_with_expert_prompt_and_full_history() -> None:
+    student, expert = Recorder("student-model", "student"), Recorder("oracle", "expert")
+    policy = SwitchingPolicy(student, expert, switch_step=2, expert_system_prompt="expert prompt")
+    authors = [policy.act(conversation(calls)).author for calls in range(4)]
+    assert authors == ["student", "student", "expert", "expert"]
+    assert policy.handover_turn == 2
+    seen = expert.seen[0]
+    assert seen[0].content == "expert prompt"
+    assert seen[1:] == conversation(2)[1:]
+    assert all(m[0].content == "student prompt" for m in student.seen)
+
+
+def test_no_handover_when_the_episode_ends_before_k() -> None:
+    policy = SwitchingPolicy(Recorder("s", "student"), Recorder("e", "expert"), switch_step=30)
+    for calls in range(3):
+        assert policy.act(conversation(calls)).author == "student"
+    assert policy.handover_turn is None
+
+
+def test_switching_needs_the_policies_it_uses() -> None:
+    with pytest.raises(ValueError, match="student"):
+        SwitchingPolicy(None, Recorder("e", "expert"), switch_step=None)
+    with pytest.raises(ValueError, match="expert"):
+        SwitchingPolicy(Recorder("s", "student"), None, switch_step=3)
