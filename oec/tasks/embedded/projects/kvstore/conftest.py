@@ -1,0 +1,1 @@
+"""Makes the kvstore package importable when pytest runs from the project root."""
