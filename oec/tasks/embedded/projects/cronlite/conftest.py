@@ -1,0 +1,1 @@
+"""Makes the cronlite package importable when pytest runs from the project root."""

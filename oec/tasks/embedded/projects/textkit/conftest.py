@@ -1,0 +1,1 @@
+"""Makes the textkit package importable when pytest runs from the project root."""
