@@ -1,0 +1,270 @@
+"""The local sandbox with real git and real processes: fresh copies, timeouts, limits, cleanup."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from oec.config import ConfigError, parse
+from oec.env import LocalSandbox, ResourceLimits, SandboxConfig, SandboxError, make_sandbox
+from oec.env.local import NetworkIsolation, network_isolation, probe_network_isolation
+from oec.env.output import OutputCapture
+from oec.types import Task
+
+ROOT = Path(__file__).resolve().parents[1]
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": "/nonexistent",
+    "PATH": os.environ["PATH"],
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A repository with a base commit and a later 'future' commit; returns (path, base sha)."""
+    repo = tmp_path_factory.mktemp("snapshot")
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "a.txt").write_text("base\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    git(repo, "tag", "v1")
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "a.txt").write_text("future fix\n")
+    git(repo, "commit", "-qam", "future")
+    git(repo, "tag", "v2")
+    return str(repo), base
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> SandboxConfig:
+    return SandboxConfig(timeout_s=20, parent_dir=str(tmp_path / "sandboxes"))
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie (an orphan's zombie lingers until init reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_fresh_copy_at_base_commit_without_future_history(snapshot, config):
+    path, base = snapshot
+    with LocalSandbox(path, "v1", config) as sandbox:
+        assert sandbox.base_commit == base
+        assert Path(sandbox.workdir, "a.txt").read_text() == "base\n"
+        assert sandbox.workdir.startswith(config.parent_dir)
+        assert not sandbox.tool_dir.startswith(sandbox.workdir)
+        history = sandbox.run("git log --all --format=%s; git tag; git remote").output
+        assert history.split() == ["base", "v1"]
+
+
+def test_edits_do_not_leak_between_sandboxes(snapshot, config):
+    path, base = snapshot
+    with LocalSandbox(path, base, config) as first, LocalSandbox(path, base, config) as second:
+        assert first.workdir != second.workdir
+        first.run("echo changed > a.txt && git commit -qam edit && touch new.txt")
+        assert Path(second.workdir, "a.txt").read_text() == "base\n"
+        assert not Path(second.workdir, "new.txt").exists()
+    assert git(Path(path), "log", "--format=%s") == "future\nbase"
+
+
+def test_run_merges_output_and_reports_exit_code(snapshot, config):
+    with LocalSandbox(*snapshot, config) as sandbox:
+        result = sandbox.run("pwd; echo out; echo err >&2; exit 3")
+        assert result.output == f"{sandbox.workdir}\nout\nerr\n"
+        assert (result.exit_code, result.timed_out, result.truncated) == (3, False, False)
+        assert sandbox.run("cat", stdin="in put\n").output == "in put\n"
+        assert sandbox.run("cat").output == ""  # no stdin: reads EOF at once
+
+
+def test_environment_is_clean(snapshot, config, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://proxy:3128")
+    monkeypatch.setenv("SECRET_TOKEN", "x")
+    with LocalSandbox(*snapshot, config) as sandbox:
+        env = dict(line.split("=", 1) for line in sandbox.run("env").output.splitlines() if "=" in line)
+        assert "http_proxy" not in env and "SECRET_TOKEN" not in env
+        assert env["HOME"].startswith(sandbox.root) and env["TMPDIR"].startswith(sandbox.root)
+        assert (env["PAGER"], env["GIT_PAGER"], env["TERM"]) == ("cat", "cat", "dumb")
+        assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+        python = sandbox.run("command -v python").output.strip()
+        assert os.path.dirname(python) == os.path.dirname(sys.executable)
+        assert sandbox.run("git commit -q --allow-empty -m x && git log -1 --format=%an").exit_code == 0
+
+
+def test_timeout_kills_the_whole_process_group(snapshot, config):
+    with LocalSandbox(*snapshot, config) as sandbox:
+        result = sandbox.run("echo started; sleep 100 & echo $! > ../bg.pid; sleep 100", timeout=1)
+        assert result.timed_out and result.exit_code == -9
+        assert result.output == "started\n"
+        assert result.duration_s < 5
+        assert not alive(int(Path(sandbox.root, "bg.pid").read_text()))
+
+
+def test_timeout_kills_processes_that_left_the_group(snapshot, config):
+    with LocalSandbox(*snapshot, config) as sandbox:
+        result = sandbox.run("setsid sleep 100 & echo $! > ../escaped.pid; sleep 100", timeout=1)
+        assert result.timed_out and result.duration_s < 5
+        assert not alive(int(Path(sandbox.root, "escaped.pid").read_text()))
+
+
+def test_background_jobs_end_with_their_command(snapshot, config):
+    with LocalSandbox(*snapshot, config) as sandbox:
+        result = sandbox.run("sleep 100 & echo $!")
+        assert not result.timed_out and result.duration_s < 3
+        assert not alive(int(result.output))
+
+
+def test_close_kills_detached_daemons_and_removes_the_root(snapshot, config):
+    sandbox = LocalSandbox(*snapshot, config)
+    pid = int(sandbox.run("setsid sleep 100 > /dev/null 2>&1 < /dev/null & echo $!").output)
+    assert alive(pid)
+    sandbox.close()
+    sandbox.close()
+    assert not alive(pid)
+    assert not os.path.exists(sandbox.root)
+    with pytest.raises(SandboxError, match="closed"):
+        sandbox.run("true")
+
+
+def test_output_is_truncated_keeping_head_and_tail(snapshot, config):
+    with LocalSandbox(*snapshot, replace(config, max_output_chars=1000)) as sandbox:
+        result = sandbox.run("seq 1 100000")
+    assert result.truncated and result.exit_code == 0
+    assert result.output.startswith("1\n2\n3\n")
+    assert result.output.endswith("99999\n100000\n")
+    assert "characters omitted" in result.output
+    assert len(result.output) < 1300
+
+
+def test_output_capture_is_exact_below_the_limit_and_utf8_safe():
+    capture = OutputCapture(10)
+    for byte in "héllo wörld".encode()[:12]:  # split multi-byte characters across feeds
+        capture.feed(bytes([byte]))
+    assert capture.result() == ("héllo wörl", False)
+    capture = OutputCapture(4)
+    capture.feed(b"abcdefgh")
+    text, truncated = capture.result()
+    assert truncated and text.startswith("ab") and text.endswith("gh") and "4 characters omitted" in text
+
+
+def test_resource_limits(snapshot, config):
+    limits = ResourceLimits(address_space_mb=2048, file_size_mb=1, processes=None)
+    with LocalSandbox(*snapshot, replace(config, limits=limits)) as sandbox:
+        assert sandbox.run("ulimit -v; ulimit -f").output.split() == [str(2048 * 1024), "1024"]
+        result = sandbox.run("head -c 2000000 /dev/zero > big.bin")
+        assert result.exit_code != 0
+        assert os.path.getsize(Path(sandbox.workdir, "big.bin")) <= 1024 * 1024
+        assert sandbox.run("python -c pass && git status --short").exit_code == 0
+
+
+def test_default_limits_leave_room_for_pytest(snapshot, config):
+    test = "def test_ok():\n    assert sum(range(10)) == 45\n"
+    with LocalSandbox(*snapshot, config) as sandbox:
+        Path(sandbox.workdir, "test_ok.py").write_text(test)
+        # Plugin autoload would import the project venv's hydra/anyio plugins: seconds, not the point here.
+        result = sandbox.run(
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider test_ok.py"
+        )
+    assert result.exit_code == 0, result.output
+    assert "1 passed" in result.output
+
+
+@pytest.mark.skipif(network_isolation() is None, reason="this machine cannot create network namespaces")
+def test_network_off_leaves_only_loopback(snapshot, config):
+    probe = textwrap.dedent(
+        """
+        import socket
+        server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
+        socket.create_connection(server.getsockname(), timeout=2).sendall(b"ping")
+        print(server.accept()[0].recv(4).decode())
+        """
+    )
+    with LocalSandbox(*snapshot, config) as sandbox:
+        interfaces = sandbox.run("tail -n +3 /proc/net/dev | cut -d: -f1").output.split()
+        assert interfaces == ["lo"]
+        assert sandbox.run(f"python -c '{probe}'").output == "ping\n"
+
+
+def test_network_on_uses_the_host_namespace(snapshot, config):
+    host = Path("/proc/net/dev").read_text().splitlines()[2:]
+    with LocalSandbox(*snapshot, replace(config, network="on")) as sandbox:
+        inside = sandbox.run("tail -n +3 /proc/net/dev").output.splitlines()
+    assert [line.split(":")[0] for line in inside] == [line.split(":")[0] for line in host]
+
+
+def test_missing_isolation_warns_and_runs_without(caplog):
+    with caplog.at_level(logging.WARNING, logger="oec.env.local"):
+        candidates = [NetworkIsolation(("false",)), NetworkIsolation(("no-such-tool",))]
+        assert probe_network_isolation(candidates) is None
+    assert len(caplog.records) == 1 and "can reach the network" in caplog.records[0].getMessage()
+
+
+def test_bad_snapshot_or_commit_fails_clearly_and_leaves_nothing(snapshot, config):
+    path, _ = snapshot
+    with pytest.raises(SandboxError, match="does not exist"):
+        LocalSandbox(path + "-missing", "HEAD", config)
+    with pytest.raises(SandboxError, match="deadbeef"):
+        LocalSandbox(path, "deadbeef", config)
+    assert os.listdir(config.parent_dir) == []
+
+
+def test_cleanup_on_exception(snapshot, config):
+    with pytest.raises(RuntimeError, match="boom"), LocalSandbox(*snapshot, config) as sandbox:
+        root = sandbox.root
+        raise RuntimeError("boom")
+    assert not os.path.exists(root)
+
+
+def test_cleanup_when_the_process_crashes(snapshot, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        from oec.env import LocalSandbox, SandboxConfig
+        sandbox = LocalSandbox({snapshot[0]!r}, {snapshot[1]!r}, SandboxConfig(parent_dir={str(tmp_path)!r}))
+        print(sandbox.root, flush=True)
+        raise SystemExit("crash")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    root = result.stdout.strip()
+    assert root.startswith(str(tmp_path)) and result.returncode == 1
+    assert not os.path.exists(root)
+
+
+def test_make_sandbox_and_config_validation(snapshot, config):
+    task = Task("t-1", "o/r", snapshot[1], "issue", "", "", ["test_x"], [], snapshot=snapshot[0])
+    with make_sandbox(config, task) as sandbox:
+        assert sandbox.run("cat a.txt").output == "base\n"
+    with pytest.raises(SandboxError, match=r"'t-1'.*snapshot"):
+        make_sandbox(config, replace(task, snapshot=None))
+    with pytest.raises(ValueError, match=r"env\.runtime: 'docker' is not available yet"):
+        SandboxConfig(runtime="docker")
+    with pytest.raises(ValueError, match=r"env\.timeout_s: must be > 0"):
+        SandboxConfig(timeout_s=0)
+    with pytest.raises(ValueError, match=r"env\.limits\.file_size_mb"):
+        ResourceLimits(file_size_mb=-1)
+    with pytest.raises(ConfigError, match=r"env\.network"):
+        parse(SandboxConfig, {"network": "maybe"}, "env")
+
+
+def test_conf_env_local_yaml_is_the_default():
+    assert parse(SandboxConfig, OmegaConf.load(ROOT / "conf/env/local.yaml"), "env") == SandboxConfig()
