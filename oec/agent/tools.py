@@ -1,0 +1,289 @@
+"""The agent's tools: ``bash``, ``str_replace_editor`` and ``submit``, executed in a sandbox.
+
+Tools are declared once, as data (:data:`TOOLS`): the same declarations validate calls, render the
+documentation the system prompt shows (:data:`TOOL_DOCS`) and give JSON schemas for experts that
+call tools natively. Everything reaches the sandbox through ``Sandbox.run``: the editor script
+(:mod:`oec.agent.editor`) is copied in through stdin and called with its arguments as JSON on
+stdin, so the tools work unchanged in any runtime and no argument is ever interpolated into a
+shell command.
+
+``submit`` stages everything (``git add -A``) and returns ``git diff --cached --binary`` against
+the base commit: new, modified, deleted and binary files alike. Nothing is excluded, except what
+the repository's own ``.gitignore`` hides from ``git add``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from oec.agent.actions import Action, FormatError, ToolCall, render_action
+from oec.env import ExecResult, Sandbox, SandboxConfig, SandboxError
+
+EDITOR_SCRIPT = "str_replace_editor.py"
+PATCH_FILE = "submission.patch"
+NO_OUTPUT = "Your command ran successfully and did not produce any output."
+
+
+class InvalidToolCall(FormatError):
+    """A call names an unknown tool or command, or lacks or adds parameters; shown to the model.
+
+    A subclass of :class:`FormatError`, since the call is malformed rather than unsuccessful.
+    """
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    description: str
+    required: bool = False
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    """JSON Schema of the value for native tool calls; in the XML format every value is text."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: tuple[Parameter, ...] = ()
+
+    def json_schema(self) -> dict[str, Any]:
+        """The parameters as a JSON Schema object (``input_schema`` / ``parameters`` of native APIs)."""
+        return {
+            "type": "object",
+            "properties": {p.name: {**p.schema, "description": p.description} for p in self.parameters},
+            "required": [p.name for p in self.parameters if p.required],
+        }
+
+
+EDITOR_COMMANDS: dict[str, tuple[str, ...]] = {
+    "view": (),
+    "create": ("file_text",),
+    "str_replace": ("old_str",),
+    "insert": ("insert_line", "new_str"),
+    "undo_edit": (),
+}
+"""Each editor command and the parameters it needs beyond ``command`` and ``path``."""
+
+TOOLS: tuple[Tool, ...] = (
+    Tool(
+        "bash",
+        "Run a bash command in the repository root and return its output (stdout and stderr together). "
+        "Every call starts a fresh shell in the repository root: `cd`, variables and background processes "
+        "do not carry over to the next call. Commands cannot be interactive (stdin is empty), are killed "
+        "after a timeout, and very long output is cut in the middle.",
+        (Parameter("command", "The bash command to run.", required=True),),
+    ),
+    Tool(
+        "str_replace_editor",
+        "View, create and edit files. `view` shows a file with line numbers (like `cat -n`) or lists a "
+        "directory two levels deep. `create` writes a new file and refuses to overwrite one. "
+        "`str_replace` replaces `old_str` with `new_str`; `old_str` must match exactly one place in the "
+        "file, whitespace included. `insert` adds `new_str` after line `insert_line` (0 inserts at the top). "
+        "`undo_edit` reverts the last edit made to the file with this tool.",
+        (
+            Parameter(
+                "command",
+                "One of view, create, str_replace, insert, undo_edit.",
+                required=True,
+                schema={"type": "string", "enum": list(EDITOR_COMMANDS)},
+            ),
+            Parameter(
+                "path",
+                "Path of the file or directory, absolute or relative to the repository root.",
+                required=True,
+            ),
+            Parameter("file_text", "`create`: the content of the new file."),
+            Parameter("old_str", "`str_replace`: the exact text to replace."),
+            Parameter(
+                "new_str", "`str_replace`: the replacement (omit it to delete); `insert`: the text to insert."
+            ),
+            Parameter(
+                "insert_line",
+                "`insert`: the line number after which `new_str` goes.",
+                schema={"type": "integer"},
+            ),
+            Parameter(
+                "view_range",
+                "`view` of a file: [start, end], 1-based and inclusive; end -1 means the last line.",
+                schema={"type": "array", "items": {"type": "integer"}},
+            ),
+        ),
+    ),
+    Tool(
+        "submit",
+        "Submit your changes and end the session: the diff of the repository against its original state is "
+        "your solution. Call it once the fix is complete and checked.",
+    ),
+)
+
+_BY_NAME = {tool.name: tool for tool in TOOLS}
+
+_EXAMPLE = render_action(
+    Action(
+        thought="",
+        call=ToolCall(
+            "str_replace_editor",
+            {
+                "command": "str_replace",
+                "path": "src/app.py",
+                "old_str": "    return a - b",
+                "new_str": "    return a + b",
+            },
+        ),
+    )
+)
+
+
+def _render_docs() -> str:
+    sections = []
+    for tool in TOOLS:
+        params = "".join(
+            f"\n  - {p.name} ({'required' if p.required else 'optional'}): {p.description}"
+            for p in tool.parameters
+        )
+        sections.append(f"## {tool.name}\n{tool.description}\nParameters:{params or ' none'}")
+    return (
+        "# Tools\n"
+        "Call a tool with one <function=NAME> block holding one <parameter=NAME> block per parameter. "
+        "Write values as plain text, without quotes or escaping; one newline right after the opening tag "
+        "and one right before the closing tag are not part of the value.\n\n"
+        + "\n\n".join(sections)
+        + f"\n\nExample:\n{_EXAMPLE}"
+    )
+
+
+TOOL_DOCS = _render_docs()
+"""The tool documentation the system prompts include."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    observation: str
+    submitted_patch: str | None = None
+    """Set by ``submit`` only: the episode ends with this patch."""
+
+
+def validate(call: ToolCall) -> Tool:
+    """The tool ``call`` names, or :class:`InvalidToolCall` saying what is wrong with the call."""
+    tool = _BY_NAME.get(call.name)
+    if tool is None:
+        raise InvalidToolCall(f"Unknown tool '{call.name}'. The available tools are: {', '.join(_BY_NAME)}.")
+    known = [p.name for p in tool.parameters]
+    unexpected = [name for name in call.arguments if name not in known]
+    if unexpected:
+        takes = f"Its parameters are: {', '.join(known)}." if known else "It takes no parameters."
+        raise InvalidToolCall(
+            f"Tool '{tool.name}' got unexpected parameter(s): {', '.join(unexpected)}. {takes}"
+        )
+    for param in tool.parameters:
+        if param.required and param.name not in call.arguments:
+            raise InvalidToolCall(f"Tool '{tool.name}' is missing its required parameter '{param.name}'.")
+    if tool.name == "bash" and not call.arguments["command"].strip():
+        raise InvalidToolCall("Parameter 'command' of tool 'bash' is empty.")
+    if tool.name == "str_replace_editor":
+        command = call.arguments["command"].strip()
+        if command not in EDITOR_COMMANDS:
+            raise InvalidToolCall(
+                f"Unknown str_replace_editor command '{command}'. Use one of: {', '.join(EDITOR_COMMANDS)}."
+            )
+        for name in EDITOR_COMMANDS[command]:
+            if name not in call.arguments:
+                raise InvalidToolCall(f"str_replace_editor command '{command}' needs the parameter '{name}'.")
+    return tool
+
+
+class ToolBox:
+    """Runs validated tool calls in one sandbox; installs the editor script on creation."""
+
+    docs = TOOL_DOCS
+
+    def __init__(self, sandbox: Sandbox, config: SandboxConfig) -> None:
+        self.sandbox = sandbox
+        self.timeout_s = config.timeout_s
+        # Patch chunks travel as base64, which must fit one (untruncated) command output.
+        self._chunk_bytes = max(3, config.max_output_chars // 4 * 3)
+        self._editor = f"{sandbox.tool_dir}/{EDITOR_SCRIPT}"
+        source = resources.files("oec.agent").joinpath("editor.py").read_text(encoding="utf-8")
+        result = sandbox.run(
+            f"mkdir -p {shlex.quote(sandbox.tool_dir)} && cat > {shlex.quote(self._editor)} "
+            "&& { command -v python3 || command -v python; }",
+            stdin=source,
+        )
+        if result.exit_code != 0 or not result.output.strip():
+            raise SandboxError(
+                "cannot install the str_replace_editor tool (it needs python3 or python on the PATH): "
+                + (result.output.strip() or f"exit code {result.exit_code}")
+            )
+        self._python = result.output.strip().splitlines()[-1]
+
+    def execute(self, call: ToolCall) -> ToolResult:
+        """Run one call; raises :class:`InvalidToolCall` for a malformed one."""
+        tool = validate(call)
+        if tool.name == "bash":
+            return ToolResult(
+                self._observe(self.sandbox.run(call.arguments["command"], timeout=self.timeout_s))
+            )
+        if tool.name == "str_replace_editor":
+            # Stray whitespace around a command or a path is never meant (e.g. a newline too many).
+            arguments = {
+                **call.arguments,
+                "command": call.arguments["command"].strip(),
+                "path": call.arguments["path"].strip(),
+            }
+            result = self.sandbox.run(
+                f"{shlex.quote(self._python)} {shlex.quote(self._editor)}",
+                timeout=self.timeout_s,
+                stdin=json.dumps(arguments),
+            )
+            return ToolResult(self._observe(result))
+        patch = self.current_patch()
+        return ToolResult(observation=patch or "The submitted patch is empty.", submitted_patch=patch)
+
+    def _observe(self, result: ExecResult) -> str:
+        if result.timed_out:
+            partial = f"{result.output}\n\n" if result.output else ""
+            return (
+                f"{partial}The command timed out after {self.timeout_s:g} seconds and was killed, with every "
+                "process it started. Run something that finishes sooner (e.g. a subset of the tests)."
+            )
+        if result.output:
+            return result.output
+        if result.exit_code == 0:
+            return NO_OUTPUT
+        return f"Your command did not produce any output and exited with status {result.exit_code}."
+
+    def current_patch(self) -> str:
+        """The diff of the working copy (staged with ``git add -A``) against the base commit."""
+        patch_file = f"{self.sandbox.tool_dir}/{PATCH_FILE}"
+        result = self.sandbox.run(
+            f"git add -A && git diff --cached --binary {shlex.quote(self.sandbox.base_commit)} "
+            f"> {shlex.quote(patch_file)}",
+            timeout=self.timeout_s,
+        )
+        if result.exit_code != 0:
+            raise SandboxError(
+                f"cannot compute the patch against {self.sandbox.base_commit}: {result.output.strip()}"
+            )
+        # Read back in base64 chunks: a plain `cat` could be truncated or mangle non-UTF-8 bytes.
+        reader = (
+            "import base64,sys; f=open(sys.argv[1],'rb'); f.seek(int(sys.argv[2])); "
+            "sys.stdout.write(base64.b64encode(f.read(int(sys.argv[3]))).decode('ascii'))"
+        )
+        chunks: list[bytes] = []
+        while True:
+            offset = sum(len(chunk) for chunk in chunks)
+            result = self.sandbox.run(
+                shlex.join([self._python, "-c", reader, patch_file, str(offset), str(self._chunk_bytes)]),
+                timeout=self.timeout_s,
+            )
+            if result.exit_code != 0 or result.truncated:
+                raise SandboxError(f"cannot read the patch back from {patch_file}: {result.output[:500]}")
+            chunk = base64.b64decode(result.output)
+            chunks.append(chunk)
+            if len(chunk) < self._chunk_bytes:
+                return b"".join(chunks).decode("utf-8", errors="replace")

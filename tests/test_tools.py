@@ -1,0 +1,246 @@
+"""The agent's tools in a real local sandbox: bash, the editor script, submit, invalid calls."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from oec.agent.actions import FormatError, ToolCall, parse_action
+from oec.agent.tools import NO_OUTPUT, TOOL_DOCS, TOOLS, InvalidToolCall, ToolBox
+from oec.env import LocalSandbox, SandboxConfig
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": "/nonexistent",
+    "PATH": os.environ["PATH"],
+}
+APP = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    repo = tmp_path_factory.mktemp("snapshot")
+    git(repo, "init", "-q")
+    (repo / "src").mkdir()
+    (repo / "src" / "app.py").write_text(APP)
+    (repo / "src" / "deep").mkdir()
+    (repo / "src" / "deep" / "deeper").mkdir()
+    (repo / "src" / "deep" / "deeper" / "hidden_by_depth.py").write_text("")
+    (repo / ".hidden").write_text("")
+    (repo / "old.txt").write_text("to be deleted\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    return str(repo), git(repo, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> SandboxConfig:
+    return SandboxConfig(timeout_s=20, parent_dir=str(tmp_path))
+
+
+@pytest.fixture
+def box(snapshot, config):
+    with LocalSandbox(*snapshot, config) as sandbox:
+        yield ToolBox(sandbox, config)
+
+
+def edit(box: ToolBox, **arguments: str) -> str:
+    return box.execute(ToolCall("str_replace_editor", arguments)).observation
+
+
+def read(box: ToolBox, path: str) -> str:
+    return Path(box.sandbox.workdir, path).read_text()
+
+
+def test_bash_observations(box):
+    assert box.execute(ToolCall("bash", {"command": "echo hi; echo err >&2"})).observation == "hi\nerr\n"
+    assert box.execute(ToolCall("bash", {"command": "true"})).observation == NO_OUTPUT
+    failed = box.execute(ToolCall("bash", {"command": "grep -q nothing src/app.py"}))
+    assert failed.observation == "Your command did not produce any output and exited with status 1."
+    assert failed.submitted_patch is None
+
+
+def test_bash_timeout_observation(snapshot, tmp_path):
+    config = SandboxConfig(timeout_s=1, parent_dir=str(tmp_path))
+    with LocalSandbox(*snapshot, config) as sandbox:
+        call = ToolCall("bash", {"command": "echo partial; sleep 60"})
+        observation = ToolBox(sandbox, config).execute(call).observation
+    assert observation.startswith("partial\n")
+    assert "timed out after 1 seconds" in observation
+
+
+def test_view_file_and_range(box):
+    full = edit(box, command="view", path="src/app.py")
+    path = f"{box.sandbox.workdir}/src/app.py"
+    assert full == f"Here's the result of running `cat -n` on {path}:\n" + "".join(
+        f"{n:6}\t{line}\n" for n, line in enumerate(APP.splitlines(), 1)
+    )
+    ranged = edit(box, command="view", path=path, view_range="[5, -1]")
+    assert ranged.splitlines()[1:] == ["     5\tdef sub(a, b):", "     6\t    return a - b"]
+    assert "should be within the range" in edit(box, command="view", path="src/app.py", view_range="[0, 2]")
+    assert "should be smaller than" in edit(box, command="view", path="src/app.py", view_range="[1, 99]")
+    assert "list of two integers" in edit(box, command="view", path="src/app.py", view_range="[1]")
+
+
+def test_view_directory_two_levels_without_hidden(box):
+    listing = edit(box, command="view", path=".").splitlines()
+    root = box.sandbox.workdir
+    assert (
+        listing[0]
+        == f"Here's the files and directories up to 2 levels deep in {root}, excluding hidden items:"
+    )
+    assert f"{root}/src/app.py" in listing and f"{root}/src/deep" in listing
+    assert not any(".hidden" in line or ".git" in line or "deeper/" in line for line in listing)
+
+
+def test_missing_paths_and_directories(box):
+    assert "does not exist" in edit(box, command="view", path="nope.py")
+    assert "does not exist" in edit(box, command="str_replace", path="nope.py", old_str="x", new_str="y")
+    assert "only the `view` command" in edit(box, command="insert", path="src", insert_line="0", new_str="x")
+
+
+def test_create_writes_literally_and_refuses_to_overwrite(box):
+    text = "echo \"$HOME\" `id` $(rm -rf /) 'quoted'\n\ttab\n"
+    assert edit(box, command="create", path="pkg/new.sh", file_text=text).startswith(
+        "File created successfully"
+    )
+    assert read(box, "pkg/new.sh") == text
+    assert "File already exists" in edit(box, command="create", path="pkg/new.sh", file_text="x")
+    assert read(box, "pkg/new.sh") == text
+
+
+def test_str_replace_unique_ambiguous_and_missing(box):
+    ambiguous = edit(box, command="str_replace", path="src/app.py", old_str="return a - b", new_str="x")
+    assert "Multiple occurrences" in ambiguous and "[2, 6]" in ambiguous
+    missing = edit(box, command="str_replace", path="src/app.py", old_str="return a * b", new_str="x")
+    assert "did not appear verbatim" in missing
+    assert read(box, "src/app.py") == APP
+    done = edit(
+        box,
+        command="str_replace",
+        path="src/app.py",
+        old_str="def add(a, b):\n    return a - b",
+        new_str="def add(a, b):\n    return a + b",
+    )
+    assert "has been edited" in done and "     2\t    return a + b" in done
+    assert read(box, "src/app.py") == APP.replace("a - b", "a + b", 1)
+    edit(box, command="str_replace", path="src/app.py", old_str="\n\ndef sub", new_str="\ndef sub")
+    assert "\n\n\n" not in read(box, "src/app.py")
+
+
+def test_insert_top_and_end(box):
+    assert "has been edited" in edit(
+        box, command="insert", path="src/app.py", insert_line="0", new_str="import os"
+    )
+    assert "has been edited" in edit(
+        box, command="insert", path="src/app.py", insert_line="7", new_str="# end"
+    )
+    assert read(box, "src/app.py") == "import os\n" + APP + "# end\n"
+    assert "within the range of lines of the file: [0, 8]" in edit(
+        box, command="insert", path="src/app.py", insert_line="9", new_str="x"
+    )
+    assert "should be an integer" in edit(
+        box, command="insert", path="src/app.py", insert_line="ten", new_str="x"
+    )
+
+
+def test_undo_edit_restores_each_state_in_turn(box):
+    edit(box, command="str_replace", path="src/app.py", old_str="def add", new_str="def plus")
+    edit(box, command="insert", path="src/app.py", insert_line="0", new_str="# header")
+    assert "undone successfully" in edit(box, command="undo_edit", path="src/app.py")
+    assert read(box, "src/app.py") == APP.replace("def add", "def plus")
+    edit(box, command="undo_edit", path="src/app.py")
+    assert read(box, "src/app.py") == APP
+    assert "No edit history found" in edit(box, command="undo_edit", path="src/app.py")
+    edit(box, command="create", path="made.py", file_text="x = 1\n")
+    assert "was removed" in edit(box, command="undo_edit", path="made.py")
+    assert not Path(box.sandbox.workdir, "made.py").exists()
+    assert not list(Path(box.sandbox.workdir).rglob("history"))  # history stays outside the repo
+
+
+def test_submit_returns_a_patch_that_applies(box, snapshot, tmp_path):
+    edit(
+        box,
+        command="str_replace",
+        path="src/app.py",
+        old_str="def add(a, b):\n    return a - b",
+        new_str="def add(a, b):\n    return a + b",
+    )
+    edit(box, command="create", path="src/new.py", file_text="NEW = 'é'\n")
+    box.execute(ToolCall("bash", {"command": "rm old.txt && printf '\\x00\\x01\\xff' > blob.bin"}))
+    result = box.execute(ToolCall("submit", {}))
+    patch = result.submitted_patch
+    assert patch is not None and result.observation == patch
+    for name in ("src/app.py", "src/new.py", "old.txt", "blob.bin"):
+        assert f"diff --git a/{name} b/{name}" in patch
+    assert "GIT binary patch" in patch
+    clone = tmp_path / "clone"
+    shutil.copytree(snapshot[0], clone)
+    subprocess.run(["git", "apply", "-"], cwd=clone, input=patch.encode(), check=True, env=GIT_ENV)
+    assert (clone / "src/new.py").read_text() == "NEW = 'é'\n"
+    assert (clone / "blob.bin").read_bytes() == b"\x00\x01\xff"
+    assert not (clone / "old.txt").exists()
+
+
+def test_patch_longer_than_the_output_limit_arrives_whole(snapshot, tmp_path):
+    config = SandboxConfig(timeout_s=20, max_output_chars=1000, parent_dir=str(tmp_path))
+    with LocalSandbox(*snapshot, config) as sandbox:
+        box = ToolBox(sandbox, config)
+        assert box.current_patch() == ""
+        body = "".join(f"line {i}\n" for i in range(400))
+        edit(box, command="create", path="long.txt", file_text=body)
+        patch = box.current_patch()
+    assert len(patch) > 4 * config.max_output_chars
+    assert patch.endswith("+line 399\n")
+
+
+def test_invalid_tool_calls_are_format_errors(box):
+    editor = "str_replace_editor"
+    cases = [
+        ("python", {"code": "1"}, "Unknown tool 'python'"),
+        ("bash", {}, "missing its required parameter 'command'"),
+        ("bash", {"command": "  "}, "is empty"),
+        ("bash", {"command": "ls", "timeout": "5"}, "unexpected parameter(s): timeout"),
+        ("submit", {"patch": "x"}, "It takes no parameters"),
+        (editor, {"command": "delete", "path": "a"}, "Unknown str_replace_editor command 'delete'"),
+        (editor, {"command": "create", "path": "a"}, "needs the parameter 'file_text'"),
+        (editor, {"command": "view"}, "missing its required parameter 'path'"),
+    ]
+    for name, arguments, message in cases:
+        with pytest.raises(InvalidToolCall, match=re.escape(message)):
+            box.execute(ToolCall(name, arguments))
+    assert issubclass(InvalidToolCall, FormatError)
+
+
+def test_tool_docs_and_schemas():
+    for tool in TOOLS:
+        assert f"## {tool.name}" in TOOL_DOCS
+        assert tool.json_schema()["type"] == "object"
+    example = TOOL_DOCS.split("Example:\n", 1)[1]
+    assert parse_action(example).call.name == "str_replace_editor"
+    editor = next(tool for tool in TOOLS if tool.name == "str_replace_editor").json_schema()
+    assert editor["required"] == ["command", "path"]
+    assert editor["properties"]["command"]["enum"] == ["view", "create", "str_replace", "insert", "undo_edit"]
+
+
+def test_editor_script_parses_as_python_3_6():
+    # The script runs on the sandbox's own interpreter, which for old repositories is old.
+    source = resources.files("oec.agent").joinpath("editor.py").read_text(encoding="utf-8")
+    ast.parse(source, feature_version=(3, 6))
