@@ -1,0 +1,172 @@
+"""Run a task's tests against a model patch in a fresh sandbox and grade the log.
+
+The steps follow swebench's evaluation harness: apply the model patch (``git apply``, then
+``git apply --3way``, ``--reject`` and ``patch --fuzz``, from a pristine tree each time), restore the
+files the test patch touches to the base commit (so edits to tests cannot mask a failure), apply the
+test patch, run FAIL_TO_PASS and PASS_TO_PASS with pytest and grade with :mod:`oec.verify.grade`.
+The log is assembled in swebench's eval-log layout (start/end markers, test exit code).
+
+Only :meth:`Sandbox.run` is used, files travel through stdin, and everything but the repository
+changes lives in the sandbox's ``tool_dir``, so any sandbox runtime works. Test ids travel through
+stdin too (read with ``mapfile``), which keeps ids with brackets, spaces or ``$`` intact and long id
+lists clear of command-length limits. Pytest's output goes to a file that is read back in base64
+chunks, so a sandbox that truncates command output cannot cut off pytest's summary.
+
+A patch that does not apply, a test patch that does not apply and a timeout give an unresolved
+verdict with an ``error`` naming the task; failures of the sandbox itself propagate to the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import shlex
+from collections.abc import Callable
+
+from swebench.harness.constants import APPLY_PATCH_PASS, END_TEST_OUTPUT, START_TEST_OUTPUT, TEST_EXIT_CODE
+from swebench.harness.run_evaluation import GIT_APPLY_CMDS
+
+from oec.env.base import Sandbox
+from oec.types import Task, Verdict
+from oec.verify.grade import DEFAULT_PARSER, grade_log, truncate_log
+
+DEFAULT_TEST_COMMAND = "python -m pytest -rA -p no:cacheprovider --color=no --tb=short"
+_PYTEST_USAGE_ERROR = 4  # e.g. "ERROR: not found: <test id>": pytest then runs nothing at all
+_PATCH_PATH = re.compile(r"^(?:--- a|\+\+\+ b)/(.+?)\t?$", re.MULTILINE)
+
+SandboxFactory = Callable[[], Sandbox]
+
+
+class _Unverifiable(Exception):
+    """A step before the tests failed; the message becomes the verdict's error."""
+
+
+def _write(sandbox: Sandbox, path: str, text: str, timeout: float) -> None:
+    result = sandbox.run(f"cat > {shlex.quote(path)}", timeout=timeout, stdin=text)
+    if result.exit_code != 0:
+        raise RuntimeError(f"cannot write {path} in the sandbox: {result.output.strip()}")
+
+
+def _as_patch_text(patch: str) -> str:
+    return patch if patch.endswith("\n") else patch + "\n"
+
+
+def _apply_model_patch(sandbox: Sandbox, task: Task, path: str, timeout: float) -> str:
+    outputs = []
+    for attempt, command in enumerate(GIT_APPLY_CMDS):
+        if attempt:
+            # A failed attempt (notably --reject) leaves partial state behind.
+            sandbox.run("git reset -q --hard && git clean -fdq", timeout=timeout)
+        result = sandbox.run(f"{command} {shlex.quote(path)}", timeout=timeout)
+        if result.exit_code == 0:
+            return f"{APPLY_PATCH_PASS} ({command})\n{result.output}"
+        outputs.append(f"$ {command}\n{result.output.strip()}")
+    raise _Unverifiable(
+        f"model patch does not apply for {task.instance_id}: " + truncate_log("\n".join(outputs), 2_000)
+    )
+
+
+def _apply_test_patch(sandbox: Sandbox, task: Task, path: str, timeout: float) -> str:
+    files = sorted(set(_PATCH_PATH.findall(task.test_patch)))
+    restore = " ".join(
+        f"{{ git checkout -q {shlex.quote(task.base_commit)} -- {q} 2>/dev/null || rm -f -- {q}; }};"
+        for q in map(shlex.quote, files)
+    )
+    if restore:
+        sandbox.run(restore, timeout=timeout)
+    result = sandbox.run(f"git apply --verbose {shlex.quote(path)}", timeout=timeout)
+    if result.exit_code != 0:
+        raise _Unverifiable(
+            f"test patch does not apply for {task.instance_id}: {truncate_log(result.output.strip(), 2_000)}"
+        )
+    return f"{APPLY_PATCH_PASS} (test patch)\n{result.output}"
+
+
+def _read_file(sandbox: Sandbox, path: str, chunk_bytes: int, max_bytes: int, timeout: float) -> str:
+    """Read a sandbox file (its last ``max_bytes`` when longer) in base64 chunks."""
+    size_result = sandbox.run(f"wc -c < {shlex.quote(path)}", timeout=timeout)
+    try:
+        size = int(size_result.output.strip())
+    except ValueError:
+        raise RuntimeError(f"cannot read {path} in the sandbox: {size_result.output.strip()}") from None
+    offset = max(0, size - max_bytes)
+    data = bytearray()
+    while offset < size:
+        command = f"tail -c +{offset + 1} {shlex.quote(path)} | head -c {chunk_bytes} | base64 | tr -d '\\n'"
+        result = sandbox.run(command, timeout=timeout)
+        try:
+            chunk = base64.b64decode(result.output.strip(), validate=True)
+        except binascii.Error:
+            chunk = b""
+        if result.exit_code != 0 or result.truncated or not chunk:
+            if chunk_bytes <= 1024 or result.exit_code != 0:
+                raise RuntimeError(f"cannot read {path} in the sandbox: {result.output[:200]!r}")
+            chunk_bytes //= 2  # the sandbox truncated the chunk: ask for less
+            continue
+        data += chunk
+        offset += len(chunk)
+    return data.decode("utf-8", errors="replace")
+
+
+def _run_tests(
+    sandbox: Sandbox, tests: list[str], test_command: str, log_path: str, timeout: float
+) -> tuple[int, bool]:
+    """Run ``test_command`` on ``tests`` with output to ``log_path``: (exit code, timed out)."""
+    quoted = shlex.quote(log_path)
+    result = sandbox.run(
+        f': > {quoted}; mapfile -t ids; {{ {test_command} "${{ids[@]}}"; }} > {quoted} 2>&1',
+        timeout=timeout,
+        stdin="".join(f"{test}\n" for test in tests),
+    )
+    return result.exit_code, result.timed_out
+
+
+def verify(
+    task: Task,
+    patch: str,
+    sandbox_factory: SandboxFactory,
+    timeout_s: float = 1800.0,
+    *,
+    test_command: str = DEFAULT_TEST_COMMAND,
+    parser: str = DEFAULT_PARSER,
+    apply_timeout_s: float = 120.0,
+    max_log_chars: int = 50_000,
+    read_chunk_bytes: int = 48_000,
+    max_read_bytes: int = 16_000_000,
+) -> Verdict:
+    """Grade ``patch`` on ``task`` in a fresh sandbox from ``sandbox_factory``.
+
+    ``timeout_s`` bounds the test run; ``test_command`` gets the test ids appended as arguments and
+    its output is parsed with ``parser`` (see :func:`oec.verify.grade.select_parser`).
+    """
+    tests = list(dict.fromkeys([*task.FAIL_TO_PASS, *task.PASS_TO_PASS]))
+    with sandbox_factory() as sandbox:
+        scratch = f"{sandbox.tool_dir}/verify"
+        model_patch, test_patch, log_path = (
+            f"{scratch}/{n}" for n in ("model.diff", "test.diff", "pytest.log")
+        )
+        sandbox.run(f"mkdir -p {shlex.quote(scratch)}", timeout=apply_timeout_s)
+        header = []
+        try:
+            if patch.strip():
+                _write(sandbox, model_patch, _as_patch_text(patch), apply_timeout_s)
+                header.append(_apply_model_patch(sandbox, task, model_patch, apply_timeout_s))
+            _write(sandbox, test_patch, _as_patch_text(task.test_patch), apply_timeout_s)
+            header.append(_apply_test_patch(sandbox, task, test_patch, apply_timeout_s))
+        except _Unverifiable as exc:
+            return Verdict(resolved=False, error=str(exc), log="\n".join([*header, str(exc)]))
+        exit_code, timed_out = _run_tests(sandbox, tests, test_command, log_path, timeout_s)
+        if exit_code == _PYTEST_USAGE_ERROR and not timed_out:
+            # Some listed id does not exist (e.g. a test the patch deleted): run whole files instead,
+            # as swebench does, so the other tests still get a status and the missing one fails.
+            files = list(dict.fromkeys(test.split("::", 1)[0] for test in tests))
+            header.append(f"test ids not collectable (pytest exit {exit_code}); running files: {files}")
+            exit_code, timed_out = _run_tests(sandbox, files, test_command, log_path, timeout_s)
+        output = _read_file(sandbox, log_path, read_chunk_bytes, max_read_bytes, apply_timeout_s)
+    if timed_out:
+        error = f"tests timed out after {timeout_s:g}s for {task.instance_id}"
+        log = "\n".join([*header, output, error])
+        return Verdict(resolved=False, error=error, log=truncate_log(log, max_log_chars))
+    log = "\n".join([*header, START_TEST_OUTPUT, output, END_TEST_OUTPUT, f"{TEST_EXIT_CODE}: {exit_code}"])
+    return grade_log(task, log, parser, max_log_chars)
