@@ -1,0 +1,180 @@
+"""Filters that decide which verified trajectories are kept for training, with named reasons.
+
+Acceptance is rejection sampling on the verified reward plus quality filters: a trajectory is
+accepted iff it is resolved and no filter names a reason. The paper drops resolved trajectories
+that loop or repeat actions but does not publish the rule, so the repetition filter exposes its
+thresholds as knobs (``filter.repetition``); turning it off is the "without the repetition filter"
+ablation. Rejected trajectories are still stored, with their reasons, so ablations can use them.
+
+Reason names: ``unresolved``, ``repetition:identical_consecutive``, ``repetition:ngram``,
+``repetition:identical_observations``, ``format_errors`` and ``exit_status:<status>``.
+
+A turn is a format error when its assistant message does not parse as an action
+(:func:`oec.agent.actions.parse_action`) or the loop answered it with a format-error observation
+(:func:`oec.agent.prompts.is_format_error`, which also covers parseable calls of unknown tools).
+An action's identity is its tool call with whitespace runs in every argument collapsed, so
+re-running ``pytest  -q`` and ``pytest -q`` counts as the same action.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from oec.agent.actions import FormatError, parse_action
+from oec.agent.prompts import is_format_error
+from oec.types import EXIT_STATUSES, Message, Trajectory
+
+ActionKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+@dataclass(frozen=True)
+class RepetitionConfig:
+    """``filter.repetition``: loop detection. A threshold of null disables that check."""
+
+    enabled: bool = True
+    """Master switch; false is the "without the repetition filter" ablation."""
+    max_identical_consecutive_actions: int | None = 2
+    """Longest allowed run of the same action; a third identical call in a row is a loop."""
+    ngram_size: int = 2
+    """Length of the action n-grams counted by ``max_ngram_repeats``."""
+    max_ngram_repeats: int | None = 3
+    """Most times any one action n-gram may occur (overlapping), e.g. an edit/run cycle redone."""
+    max_identical_consecutive_observations: int | None = None
+    """Longest allowed run of identical observations (off by default: silent commands repeat)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_identical_consecutive_actions", "max_ngram_repeats"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"filter.repetition.{name}: must be >= 1 or null, got {value}")
+        if self.ngram_size < 1:
+            raise ValueError(f"filter.repetition.ngram_size: must be >= 1, got {self.ngram_size}")
+        value = self.max_identical_consecutive_observations
+        if value is not None and value < 1:
+            raise ValueError(
+                f"filter.repetition.max_identical_consecutive_observations: must be >= 1 or null, got {value}"
+            )
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """``filter`` config group: which resolved trajectories are accepted for training."""
+
+    repetition: RepetitionConfig = field(default_factory=RepetitionConfig)
+    max_format_errors: int | None = 2
+    """Most format-error turns a kept trajectory may contain (null: no limit)."""
+    allowed_exit_statuses: list[str] = field(default_factory=lambda: ["submitted"])
+    """Exit statuses a kept trajectory may have; others are rejected as ``exit_status:<status>``."""
+
+    def __post_init__(self) -> None:
+        if self.max_format_errors is not None and self.max_format_errors < 0:
+            raise ValueError(f"filter.max_format_errors: must be >= 0 or null, got {self.max_format_errors}")
+        unknown = [s for s in self.allowed_exit_statuses if s not in EXIT_STATUSES]
+        if unknown:
+            raise ValueError(
+                f"filter.allowed_exit_statuses: unknown status {unknown[0]!r} (known: {list(EXIT_STATUSES)})"
+            )
+
+
+class Filter(Protocol):
+    def __call__(self, trajectory: Trajectory) -> list[str]:
+        """Names of the reasons to reject ``trajectory``; empty when it passes."""
+        ...
+
+
+def action_key(message: Message) -> ActionKey | None:
+    """Identity of the action in an assistant message; None when it is not a well-formed call."""
+    try:
+        call = parse_action(message.content).call
+    except FormatError:
+        return None
+    return call.name, tuple(sorted((k, " ".join(v.split())) for k, v in call.arguments.items()))
+
+
+def format_error_turns(messages: list[Message]) -> list[int]:
+    """Turns (model-call indices) whose action was a format error, in order."""
+    turns = []
+    for i, message in enumerate(messages):
+        if message.role != "assistant":
+            continue
+        answer = messages[i + 1] if i + 1 < len(messages) else None
+        answered_as_error = answer is not None and answer.author == "env" and is_format_error(answer.content)
+        if answered_as_error or action_key(message) is None:
+            turns.append(message.turn)
+    return turns
+
+
+def _longest_run(items: Iterable[object]) -> int:
+    longest = run = 0
+    previous: object = object()
+    for item in items:
+        run = run + 1 if item == previous else 1
+        longest = max(longest, run)
+        previous = item
+    return longest
+
+
+@dataclass(frozen=True)
+class RepetitionFilter:
+    """Rejects loops: identical consecutive actions, repeated action n-grams, identical observations."""
+
+    config: RepetitionConfig
+
+    def __call__(self, trajectory: Trajectory) -> list[str]:
+        cfg = self.config
+        actions = [key for m in trajectory.messages if m.role == "assistant" and (key := action_key(m))]
+        reasons = []
+        limit = cfg.max_identical_consecutive_actions
+        if limit is not None and _longest_run(actions) > limit:
+            reasons.append("repetition:identical_consecutive")
+        n = cfg.ngram_size
+        ngrams = Counter(tuple(actions[i : i + n]) for i in range(len(actions) - n + 1))
+        if cfg.max_ngram_repeats is not None and ngrams and max(ngrams.values()) > cfg.max_ngram_repeats:
+            reasons.append("repetition:ngram")
+        limit = cfg.max_identical_consecutive_observations
+        observations = [m.content for m in trajectory.messages if m.author == "env"]
+        if limit is not None and _longest_run(observations) > limit:
+            reasons.append("repetition:identical_observations")
+        return reasons
+
+
+@dataclass(frozen=True)
+class FormatErrorFilter:
+    max_format_errors: int
+
+    def __call__(self, trajectory: Trajectory) -> list[str]:
+        return (
+            ["format_errors"] if len(format_error_turns(trajectory.messages)) > self.max_format_errors else []
+        )
+
+
+@dataclass(frozen=True)
+class ExitStatusFilter:
+    allowed: frozenset[str]
+
+    def __call__(self, trajectory: Trajectory) -> list[str]:
+        return [] if trajectory.exit_status in self.allowed else [f"exit_status:{trajectory.exit_status}"]
+
+
+def resolved_filter(trajectory: Trajectory) -> list[str]:
+    return [] if trajectory.resolved else ["unresolved"]
+
+
+def build_filters(config: FilterConfig) -> list[Filter]:
+    """The filters ``config`` enables, the verified-reward check first."""
+    filters: list[Filter] = [resolved_filter]
+    if config.repetition.enabled:
+        filters.append(RepetitionFilter(config.repetition))
+    if config.max_format_errors is not None:
+        filters.append(FormatErrorFilter(config.max_format_errors))
+    filters.append(ExitStatusFilter(frozenset(config.allowed_exit_statuses)))
+    return filters
+
+
+def apply_filters(trajectory: Trajectory, config: FilterConfig) -> tuple[bool, list[str]]:
+    """(accepted, reasons): accepted iff resolved and no filter names a reason."""
+    reasons = [reason for check in build_filters(config) for reason in check(trajectory)]
+    return not reasons, reasons
