@@ -50,13 +50,24 @@ class JobRegistry:
         self._jobs: dict[str, Job] = {}
 
     def add(
-        self, name: str, schedule: CronExpression | str, action: Action, now: datetime, tags: Iterable[str] = ()
+        self,
+        name: str,
+        schedule: CronExpression | str,
+        action: Action,
+        now: datetime,
+        tags: Iterable[str] = (),
     ) -> Job:
         """Register ``action`` to run on ``schedule``; its first run is the first fire time after ``now``."""
         if name in self._jobs:
             raise ValueError(f"job {name!r} is already registered")
         expression = CronExpression.parse(schedule) if isinstance(schedule, str) else schedule
-        job = Job(name=name, expression=expression, action=action, next_due=next_run(expression, now), tags=set(tags))
+        job = Job(
+            name=name,
+            expression=expression,
+            action=action,
+            next_due=next_run(expression, now),
+            tags=set(tags),
+        )
         self._jobs[name] = job
         return job
 
@@ -76,7 +87,9 @@ class JobRegistry:
 
     def jobs(self, tag: str | None = None) -> list[Job]:
         """All jobs sorted by name, or only those carrying ``tag``."""
-        return sorted((job for job in self._jobs.values() if tag is None or tag in job.tags), key=lambda job: job.name)
+        return sorted(
+            (job for job in self._jobs.values() if tag is None or tag in job.tags), key=lambda job: job.name
+        )
 
     def pause(self, name: str) -> None:
         self.get(name).paused = True

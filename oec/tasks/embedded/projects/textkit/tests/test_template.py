@@ -13,7 +13,7 @@ def test_filter_arguments():
 
 
 def test_strict_mode_names_missing_variable():
-    with pytest.raises(TemplateError, match="user.email"):
+    with pytest.raises(TemplateError, match=r"user\.email"):
         render("{{ user.email }}", {"user": {}})
 
 

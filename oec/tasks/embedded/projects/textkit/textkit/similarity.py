@@ -47,7 +47,9 @@ def closest(word: str, candidates: Iterable[str], cutoff: float = 0.6, limit: in
 
     Equally similar candidates keep their input order.
     """
-    scored = [(similarity(word, candidate), position, candidate) for position, candidate in enumerate(candidates)]
+    scored = [
+        (similarity(word, candidate), position, candidate) for position, candidate in enumerate(candidates)
+    ]
     kept = [item for item in scored if item[0] >= cutoff]
     kept.sort(key=lambda item: (-item[0], item[1]))
     return [candidate for _, _, candidate in kept[:limit]]

@@ -48,7 +48,8 @@ def render_table(
     grid = [[*row, *[None] * (columns - len(row))] for row in rows]
     if align is None:
         align = [
-            "right" if grid and all(_is_number(row[col]) for row in grid) else "left" for col in range(columns)
+            "right" if grid and all(_is_number(row[col]) for row in grid) else "left"
+            for col in range(columns)
         ]
     elif len(align) != columns:
         raise ValueError(f"align has {len(align)} entries for {columns} columns")

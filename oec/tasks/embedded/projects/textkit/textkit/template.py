@@ -114,7 +114,9 @@ class Template:
 
     def render(self, context: Mapping[str, object]) -> str:
         """Substitute every tag from ``context``."""
-        return "".join(part if isinstance(part, str) else self._substitute(part, context) for part in self._parts)
+        return "".join(
+            part if isinstance(part, str) else self._substitute(part, context) for part in self._parts
+        )
 
     def _substitute(self, substitution: _Substitution, context: Mapping[str, object]) -> str:
         value = _lookup(context, substitution.path)
