@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from swebench.harness.constants import APPLY_PATCH_FAIL, END_TEST_OUTPUT, START_TEST_OUTPUT, TEST_EXIT_CODE
 
-from oec.env.base import ExecResult
+from oec.env import SandboxConfig, make_sandbox
+from oec.env.base import ExecResult, Sandbox
 from oec.types import Task
 from oec.verify.__main__ import main as verify_main
 from oec.verify.grade import (
@@ -401,3 +402,20 @@ def test_long_id_lists_and_a_truncating_sandbox(project: tuple[Path, Task], tmp_
     assert verdict.error is None, verdict.log[-2000:]
     assert verdict.resolved
     assert len(verdict.tests_status["FAIL_TO_PASS"]["success"]) == 300
+
+
+def test_with_the_local_sandbox(project: tuple[Path, Task], tmp_path: Path) -> None:
+    """The real local runtime, with an output cap far below pytest's log (middle-cut truncation)."""
+    repo, task = project
+    local = Task.from_dict({**task.to_dict(), "snapshot": str(repo)})
+    config = SandboxConfig(max_output_chars=1500, parent_dir=str(tmp_path))
+    # The local runtime's clean environment would load the venv's pytest plugins (~1 s); skip them.
+    command = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {DEFAULT_TEST_COMMAND}"
+
+    def sandbox() -> Sandbox:
+        return make_sandbox(config, local)
+
+    verdict = verify(local, local.patch, sandbox, 120, test_command=command, read_chunk_bytes=4096)
+    assert verdict.error is None, verdict.log
+    assert verdict.resolved
+    assert not verify(local, "", sandbox, 120, test_command=command).resolved

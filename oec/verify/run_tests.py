@@ -100,7 +100,7 @@ def _read_file(sandbox: Sandbox, path: str, chunk_bytes: int, max_bytes: int, ti
         except binascii.Error:
             chunk = b""
         if result.exit_code != 0 or result.truncated or not chunk:
-            if chunk_bytes <= 1024 or result.exit_code != 0:
+            if chunk_bytes <= 256 or result.exit_code != 0:
                 raise RuntimeError(f"cannot read {path} in the sandbox: {result.output[:200]!r}")
             chunk_bytes //= 2  # the sandbox truncated the chunk: ask for less
             continue
