@@ -219,7 +219,8 @@ class ToolBox:
                 "cannot install the str_replace_editor tool (it needs python3 or python on the PATH): "
                 + (result.output.strip() or f"exit code {result.exit_code}")
             )
-        self._python = result.output.strip().splitlines()[-1]
+        # -S skips site-packages: the helper scripts need only the standard library, and start 3x faster.
+        self._python = (result.output.strip().splitlines()[-1], "-S")
 
     def execute(self, call: ToolCall) -> ToolResult:
         """Run one call; raises :class:`InvalidToolCall` for a malformed one."""
@@ -236,7 +237,7 @@ class ToolBox:
                 "path": call.arguments["path"].strip(),
             }
             result = self.sandbox.run(
-                f"{shlex.quote(self._python)} {shlex.quote(self._editor)}",
+                shlex.join([*self._python, self._editor]),
                 timeout=self.timeout_s,
                 stdin=json.dumps(arguments),
             )
@@ -269,7 +270,8 @@ class ToolBox:
             raise SandboxError(
                 f"cannot compute the patch against {self.sandbox.base_commit}: {result.output.strip()}"
             )
-        # Read back in base64 chunks: a plain `cat` could be truncated or mangle non-UTF-8 bytes.
+        # Read back in base64 chunks that each fit one command's output (a plain `cat` would be cut
+        # at max_output_chars). Bytes that are not UTF-8 are replaced: a trajectory's patch is text.
         reader = (
             "import base64,sys; f=open(sys.argv[1],'rb'); f.seek(int(sys.argv[2])); "
             "sys.stdout.write(base64.b64encode(f.read(int(sys.argv[3]))).decode('ascii'))"
@@ -278,7 +280,7 @@ class ToolBox:
         while True:
             offset = sum(len(chunk) for chunk in chunks)
             result = self.sandbox.run(
-                shlex.join([self._python, "-c", reader, patch_file, str(offset), str(self._chunk_bytes)]),
+                shlex.join([*self._python, "-c", reader, patch_file, str(offset), str(self._chunk_bytes)]),
                 timeout=self.timeout_s,
             )
             if result.exit_code != 0 or result.truncated:
