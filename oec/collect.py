@@ -130,8 +130,11 @@ def collect(
 
 def collection_config(cfg: DictConfig) -> dict:
     """The part of the resolved config that defines a store's rollouts (checked on resume)."""
-    keys = ("seed", "tasks", "env", "student", "expert", "switch", "filter", "agent", "collect")
-    return {key: to_container(cfg[key]) for key in keys if key in cfg}
+    keys = ("seed", "tasks", "env", "student", "expert", "switch", "filter", "agent")
+    config = {key: to_container(cfg[key]) for key in keys if key in cfg}
+    # Where the store lives and how fast it is filled do not change what is in it.
+    config["collect"] = {"samples_per_task": cfg.collect.samples_per_task}
+    return config
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

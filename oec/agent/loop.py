@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from oec.agent.actions import FormatError, parse_action
 from oec.agent.prompts import Prompts, format_error, observation
-from oec.agent.tools import InvalidToolCall, ToolBox
+from oec.agent.tools import TOOL_DOCS, InvalidToolCall, ToolBox
 from oec.policies.base import ContextLimitExceeded, Policy
 from oec.types import ExitStatus, Message, Task
 
@@ -66,7 +66,7 @@ def run_episode(
 ) -> Episode:
     """Run ``policy`` on ``task`` until an exit condition; the sandbox behind ``tools`` is kept."""
     messages = [
-        Message("system", prompts.render_student_system(tools.docs), "system", -1),
+        Message("system", prompts.render_student_system(TOOL_DOCS), "system", -1),
         Message("user", prompts.render_task(task.problem_statement), "user", -1),
     ]
     calls: Counter[str] = Counter()
