@@ -15,6 +15,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -52,7 +53,7 @@ def _table(results: list[ValidationResult]) -> Table:
 def validate(overrides: list[str], workers: int, config_dir: Path, console: Console) -> int:
     try:
         config = compose_tasks_config(overrides, config_dir)
-    except (HydraException, TasksConfigError) as exc:
+    except (HydraException, OmegaConfBaseException, TasksConfigError) as exc:
         console.print(f"[red]config error:[/red] {escape(str(exc))}")
         return 2
     start = time.perf_counter()

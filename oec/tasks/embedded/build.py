@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oec.tasks.embedded.materialize import commit_base, copy_project
-from oec.tasks.embedded.spec import ProjectSpec, SpecError, TaskSpec, load_spec, locate
+from oec.tasks.embedded.spec import ProjectSpec, SpecError, TaskSpec, inject, load_spec
 from oec.tasks.gitrepo import diff, git
 from oec.tasks.pytest_run import PytestRun, run_pytest
 from oec.types import Task
@@ -40,20 +40,9 @@ class BuildResult:
 
 def _inject(repo: Path, spec_task: TaskSpec, where: str) -> dict[str, str]:
     """Apply the bug edits in ``repo``; return the clean text of every edited file."""
-    clean: dict[str, str] = {}
-    for i, edit in enumerate(spec_task.bug):
-        path = repo / edit.file
-        text = path.read_text(encoding="utf-8")
-        clean.setdefault(edit.file, text)
-        start, end, indent = locate(text, edit.fixed, f"{where}: bug[{i}] in {edit.file}")
-        buggy = (
-            edit.buggy
-            if not indent
-            else "".join(
-                indent + line if line.strip() else line for line in edit.buggy.splitlines(keepends=True)
-            )
-        )
-        path.write_text(text[:start] + buggy + text[end:], encoding="utf-8")
+    clean = {edit.file: (repo / edit.file).read_text(encoding="utf-8") for edit in spec_task.bug}
+    for file, text in inject(clean, spec_task, where).items():
+        (repo / file).write_text(text, encoding="utf-8")
     return clean
 
 
@@ -77,10 +66,7 @@ def build_task(spec: ProjectSpec, spec_task: TaskSpec, workdir: Path) -> Task:
     where = f"{spec.path.name}: task {spec_task.id!r} ({instance_id})"
     repo = workdir / spec.project
     copy_project(spec.project_dir, repo)
-    try:
-        clean = _inject(repo, spec_task, where)
-    except SpecError as exc:
-        raise BuildError(str(exc)) from exc
+    clean = _inject(repo, spec_task, where)
     base_commit = commit_base(repo, spec.project)
 
     _add_tests(repo, spec_task)
@@ -129,7 +115,7 @@ def _build_one(spec: ProjectSpec, spec_task: TaskSpec) -> BuildResult:
     with tempfile.TemporaryDirectory(prefix="oec-build-") as tmp:
         try:
             task, error = build_task(spec, spec_task, Path(tmp)), None
-        except (RuntimeError, OSError) as exc:  # BuildError, GitError, TimeoutError
+        except (RuntimeError, OSError, SpecError) as exc:  # BuildError and GitError are RuntimeErrors
             task, error = None, str(exc)
     return BuildResult(spec.project, spec_task.id, task, error, time.perf_counter() - start)
 

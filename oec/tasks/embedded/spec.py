@@ -170,6 +170,8 @@ def load_spec(spec_path: Path, projects_dir: Path) -> ProjectSpec:
         if task.id in seen:
             raise SpecError(f"{spec_path}: task id {task.id!r} appears twice")
         seen.add(task.id)
+        files = {edit.file: (project_dir / edit.file).read_text(encoding="utf-8") for edit in task.bug}
+        inject(files, task, f"{spec_path}: task {task.id!r}")
     return ProjectSpec(
         path=spec_path, project=project, repo=repo, project_dir=project_dir, tasks=tuple(tasks)
     )
@@ -198,3 +200,18 @@ def locate(source: str, snippet: str, where: str) -> tuple[int, int, str]:
         found = "not found" if not matches else f"found {len(matches)} times"
         raise SpecError(f"{where}: snippet {found}; it must occur exactly once:\n{snippet}")
     return matches[0]
+
+
+def inject(sources: dict[str, str], task: TaskSpec, where: str) -> dict[str, str]:
+    """Apply the bug edits of ``task`` to ``{file: clean text}``; return ``{file: buggy text}``.
+
+    Edits apply in order, so a second edit of the same file sees the first one's result.
+    """
+    buggy = dict(sources)
+    for i, edit in enumerate(task.bug):
+        text = buggy[edit.file]
+        start, end, indent = locate(text, edit.fixed, f"{where}: bug[{i}] in {edit.file}")
+        lines = edit.buggy.splitlines(keepends=True)
+        replacement = "".join(indent + line if line.strip() else line for line in lines)
+        buggy[edit.file] = text[:start] + replacement + text[end:]
+    return buggy
