@@ -1,0 +1,202 @@
+"""Render one trajectory into SFT token ids and a per-token loss mask, with the student's chat template.
+
+This is the only place where loss masks are made. The trajectory's messages are already in the
+student's inference format (the student's system prompt first, assistant content is exactly the XML
+tool-call text the student writes), so rendering is one call to the tokenizer's chat template with
+``return_assistant_tokens_mask=True``. The template marks every assistant message's content plus its
+closing ``<|im_end|>`` as a generation span; a mask policy then keeps the spans whose author it
+trains on:
+
+- ``expert`` (OEC default): expert turns only; student turns stay in the context, unsupervised.
+- ``assistant``: every assistant turn (the "no masking" ablation; also what BC and on-policy use).
+- ``student``: student turns only.
+
+The closing ``<|im_end|>`` of a supervised turn is supervised too, so the model learns to stop; the
+``<|im_start|>assistant\\n`` header and the ``\\n`` after ``<|im_end|>`` are not (the inference server
+writes them). Each supervised span must decode to exactly ``content + "<|im_end|>"``; a span that
+does not (a reply starting with a newline merges with the header's ``\\n`` into one token, so the
+model would be taught a token it never emits at inference) makes the example refused.
+
+Convention: ``loss_mask[t]`` is True when token ``t`` is a training *target*, predicted from the
+logits at position ``t - 1``. Position 0 (``<|im_start|>``) is never a target.
+
+Over-long policy (``max_seq_len``): an example longer than ``max_seq_len`` tokens is cut right after
+the closing ``<|im_end|>`` of the last supervised turn that fits; later turns are dropped (and
+counted in ``Example.dropped_turns``). If no supervised turn fits, the example is refused.
+
+Refusals raise :class:`RenderError` whose ``reason`` is one of ``REFUSAL_REASONS``, so callers can
+count them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from oec.types import Trajectory
+
+MaskPolicy = Literal["expert", "assistant", "student"]
+MASK_POLICIES: tuple[str, ...] = get_args(MaskPolicy)
+RefusalReason = Literal["no_supervised", "too_long", "span_mismatch"]
+REFUSAL_REASONS: tuple[str, ...] = get_args(RefusalReason)
+END_OF_TURN = "<|im_end|>"
+
+_TRAINED_AUTHORS: dict[str, frozenset[str]] = {
+    "expert": frozenset({"expert"}),
+    "assistant": frozenset({"expert", "student"}),
+    "student": frozenset({"student"}),
+}
+
+
+class RenderError(ValueError):
+    """A trajectory cannot become a training example; ``reason`` is one of ``REFUSAL_REASONS``."""
+
+    def __init__(self, reason: RefusalReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Span:
+    """One assistant message in the rendered ids: tokens ``[start, end)`` are its content + ``<|im_end|>``."""
+
+    message_index: int
+    author: str
+    turn: int
+    start: int
+    end: int
+    supervised: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Example:
+    """One SFT example: token ids, the target mask (see the module docstring) and its provenance.
+
+    ``spans`` lists the assistant messages that survived truncation, supervised or not;
+    ``truncated`` says ``max_seq_len`` cut the example, ``dropped_turns`` how many supervised turns
+    that cut removed.
+    """
+
+    input_ids: np.ndarray
+    loss_mask: np.ndarray
+    instance_id: str
+    sample_index: int
+    arm: str
+    mask: str
+    spans: tuple[Span, ...]
+    truncated: bool = False
+    dropped_turns: int = 0
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def num_supervised(self) -> int:
+        return int(self.loss_mask.sum())
+
+    @property
+    def name(self) -> str:
+        return f"{self.instance_id}#{self.sample_index}"
+
+
+def _mask_runs(mask: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    start = None
+    for index, flag in enumerate([*mask, 0]):
+        if flag and start is None:
+            start = index
+        elif not flag and start is not None:
+            runs.append((start, index))
+            start = None
+    return runs
+
+
+def render(
+    trajectory: Trajectory,
+    tokenizer: PreTrainedTokenizerBase,
+    mask: MaskPolicy = "expert",
+    max_seq_len: int | None = None,
+    arm: str | None = None,
+) -> Example:
+    """Token ids and loss mask of ``trajectory`` under ``mask``; raises :class:`RenderError` to refuse.
+
+    ``arm`` labels the example for mix statistics (default: the trajectory's mode).
+    """
+    if mask not in _TRAINED_AUTHORS:
+        raise ValueError(f"unknown mask policy {mask!r} (expected one of {MASK_POLICIES})")
+    name = f"trajectory {trajectory.instance_id}#{trajectory.sample_index}"
+    trained = _TRAINED_AUTHORS[mask]
+    assistant = [(i, m) for i, m in enumerate(trajectory.messages) if m.role == "assistant"]
+    if not any(m.author in trained for _, m in assistant):
+        authors = sorted({m.author for _, m in assistant})
+        raise RenderError(
+            "no_supervised",
+            f"{name}: mask {mask!r} selects none of its {len(assistant)} assistant turns "
+            f"(their authors: {authors or 'none'})",
+        )
+    rendered = tokenizer.apply_chat_template(
+        [{"role": m.role, "content": m.content} for m in trajectory.messages],
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    ids: list[int] = rendered["input_ids"]
+    runs = _mask_runs(rendered["assistant_masks"])
+    if len(runs) != len(assistant):
+        # Every assistant message yields one contiguous run (at least its <|im_end|>), separated by the
+        # unmasked next header; any other count means the template does not mark turns as expected.
+        raise ValueError(
+            f"{name}: the chat template marked {len(runs)} generation spans for {len(assistant)} "
+            "assistant messages; it must wrap each assistant turn in {% generation %}"
+        )
+    spans: list[Span] = []
+    for (index, message), (start, end) in zip(assistant, runs, strict=True):
+        supervised = message.author in trained
+        if supervised:
+            decoded = tokenizer.decode(
+                ids[start:end], skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
+            if decoded != message.content + END_OF_TURN:
+                raise RenderError(
+                    "span_mismatch",
+                    f"{name}: supervised message {index} ({message.author}, turn {message.turn}) decodes to "
+                    f"{decoded[:60]!r}..., not to its content {message.content[:60]!r}... + {END_OF_TURN!r} "
+                    "(a reply that starts with whitespace merges with the template's header)",
+                )
+        spans.append(Span(index, message.author, message.turn, start, end, supervised))
+
+    truncated = max_seq_len is not None and len(ids) > max_seq_len
+    dropped = 0
+    if truncated:
+        fitting = [s for s in spans if s.supervised and s.end <= max_seq_len]
+        if not fitting:
+            first = next(s for s in spans if s.supervised)
+            raise RenderError(
+                "too_long",
+                f"{name}: {len(ids)} tokens and its first supervised turn ends at token {first.end} "
+                f"> max_seq_len={max_seq_len}",
+            )
+        cut = fitting[-1].end
+        dropped = sum(1 for s in spans if s.supervised and s.end > cut)
+        spans = [s for s in spans if s.end <= cut]
+        ids = ids[:cut]
+
+    loss_mask = np.zeros(len(ids), dtype=bool)
+    for span in spans:
+        if span.supervised:
+            loss_mask[span.start : span.end] = True
+    return Example(
+        input_ids=np.asarray(ids, dtype=np.int32),
+        loss_mask=loss_mask,
+        instance_id=trajectory.instance_id,
+        sample_index=trajectory.sample_index,
+        arm=arm or trajectory.mode,
+        mask=mask,
+        spans=tuple(spans),
+        truncated=truncated,
+        dropped_turns=dropped,
+    )
