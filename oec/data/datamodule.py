@@ -1,0 +1,98 @@
+"""Lightning data module of an SFT mix: builds the mix once, then serves planned micro-batches.
+
+Train batches follow the global batch plan (:mod:`oec.data.plan`) with this trainer's world size,
+rank and ``accumulate_grad_batches``, reshuffled every epoch; validation batches follow the same
+plan unshuffled with one micro-batch per step. Batch keys are documented in :mod:`oec.data.collate`.
+Build the trainer with ``use_distributed_sampler=False``: the plan already splits data across ranks.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerBase
+
+from oec.data.collate import ExampleDataset, collate, collate_packed
+from oec.data.config import DataConfig
+from oec.data.mix import Mix, build_mix, print_summary
+from oec.data.plan import StepBatchSampler
+from oec.data.render import Example
+
+
+class SFTDataModule(L.LightningDataModule):
+    """Serves ``config``'s mix. ``shuffle_seed`` orders the batches (the mix's choices use ``config.seed``).
+
+    ``world_size``, ``rank`` and ``accumulate_grad_batches`` are read from the attached trainer; the
+    constructor values are used only without one (e.g. to inspect batches in a notebook or a test).
+    """
+
+    def __init__(
+        self,
+        config: DataConfig,
+        tokenizer: PreTrainedTokenizerBase,
+        shuffle_seed: int = 0,
+        world_size: int = 1,
+        rank: int = 0,
+        accumulate_grad_batches: int = 1,
+    ) -> None:
+        super().__init__()
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token; padded batches need one")
+        self.config = config
+        self.tokenizer = tokenizer
+        self.shuffle_seed = shuffle_seed
+        self._world_size = world_size
+        self._rank = rank
+        self._accumulate = accumulate_grad_batches
+        self.mix: Mix | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.mix is None:
+            self.mix = build_mix(self.config, self.tokenizer)
+            rank_zero_only(print_summary)(self.mix.summary)
+
+    @property
+    def _layout(self) -> tuple[int, int, int]:
+        if self.trainer is not None:
+            return self.trainer.world_size, self.trainer.global_rank, self.trainer.accumulate_grad_batches
+        return self._world_size, self._rank, self._accumulate
+
+    def _loader(self, examples: list[Example], accumulate: int, shuffle: bool) -> DataLoader:
+        world_size, rank, _ = self._layout
+        sampler = StepBatchSampler(
+            [e.num_supervised for e in examples],
+            world_size=world_size,
+            rank=rank,
+            micro_batch_size=self.config.micro_batch_size,
+            accumulate_grad_batches=accumulate,
+            seed=self.shuffle_seed,
+            epoch=self.trainer.current_epoch if self.trainer is not None else 0,
+            shuffle=shuffle,
+        )
+        collate_fn = (
+            collate_packed
+            if self.config.packing
+            else partial(collate, pad_token_id=self.tokenizer.pad_token_id)
+        )
+        return DataLoader(
+            ExampleDataset(examples),
+            batch_sampler=sampler,
+            collate_fn=collate_fn,
+            num_workers=self.config.num_workers,
+            persistent_workers=self.config.num_workers > 0,
+        )
+
+    def _mix(self) -> Mix:
+        if self.mix is None:
+            raise RuntimeError("SFTDataModule.setup() has not run")
+        return self.mix
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._mix().train, accumulate=self._layout[2], shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        val = self._mix().val
+        return self._loader(val, accumulate=1, shuffle=False) if val else []
