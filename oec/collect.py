@@ -23,6 +23,7 @@ from oec.env import SandboxConfig
 from oec.policies import PolicyConfig, make_policy_builder
 from oec.progress import RolloutProgress, print_summary
 from oec.rollout import RolloutSettings, rollout_seed, run_rollout
+from oec.runtime import exit_on_sigterm
 from oec.store import TrajectoryStore
 from oec.switch import SwitchConfig
 from oec.tasks import TasksConfig, load_tasks
@@ -139,6 +140,7 @@ def collection_config(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    exit_on_sigterm()
     try:
         settings = rollout_settings(cfg)
         options = parse(CollectConfig, cfg.collect, "collect")

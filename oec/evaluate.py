@@ -25,6 +25,7 @@ from oec.agent.actions import FormatError, parse_action
 from oec.collect import collect, collection_config, rollout_settings
 from oec.config import ConfigError, parse
 from oec.policies import PolicyConfig
+from oec.runtime import exit_on_sigterm
 from oec.store import TrajectoryStore
 from oec.switch import SwitchConfig
 from oec.tasks import TasksConfig, load_tasks
@@ -114,6 +115,7 @@ def write_results(trajectories: list[Trajectory], model: str, out_dir: Path) -> 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    exit_on_sigterm()
     try:
         options = parse(EvaluateConfig, cfg.evaluate, "evaluate")
         settings = dataclasses.replace(rollout_settings(cfg), switch=SwitchConfig(schedule="never"))

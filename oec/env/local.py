@@ -234,6 +234,9 @@ class LocalSandbox:
             # Unbuffered so a command killed by its timeout still shows what it printed.
             "PYTHONUNBUFFERED": "1",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            # The project venv's own pytest plugins (hydra, anyio...) are not the task's and cost
+            # about a second per pytest start; tasks that need plugins name them with -p.
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_AUTHOR_NAME": "oec",
