@@ -1,0 +1,12 @@
+"""Turn-wise covariate-shift analysis of stored trajectories: metrics, bootstrap bands, CSV and plots.
+
+Reads trajectory stores only (``oec.store``), never a model or a sandbox. Flow, one module each::
+
+    turns.py           trajectories -> per-turn records (action category, format error, repeat, text)
+    metrics.py         the metric protocol and the metrics: action JSD, per-group rates, embedding metrics
+    gaussian.py        Gaussian fits, Frechet distance and Gaussian KL on arrays (numpy only)
+    embedders.py       text -> vector callables for the embedding metrics (a model-free baseline, a loader)
+    turnwise.py        per-turn evaluation with a paired bootstrap over shared instances
+    plots.py           one PNG per metric, value over turns with its band
+    covariate_shift.py the CLI: ``python -m analysis.covariate_shift --student S --expert E --out DIR``
+"""
