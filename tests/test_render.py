@@ -13,7 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from oec.chat import load_tokenizer
 from oec.data import show
-from oec.data.render import END_OF_TURN, RenderError, render
+from oec.data.render import END_OF_TURN, RenderError, render, render_many
 from oec.store import TrajectoryStore
 from oec.types import Message, Trajectory
 
@@ -187,3 +187,14 @@ def test_show_cli_prints_json_and_highlighted_text(tmp_path: Path, tokenizer, ca
         store.append(bc)
     assert show.main([str(store_dir), "--index", "1", "--mask", "student"]) == 1
     assert "refused (no_supervised)" in capsys.readouterr().err
+
+
+def test_render_many_matches_render_and_returns_refusals_in_place(tokenizer):
+    on_policy = _trajectory(oec_trajectory().messages[:6], mode="on_policy")
+    results = render_many([oec_trajectory(), on_policy, oec_trajectory()], tokenizer, mask="expert")
+    single = render(oec_trajectory(), tokenizer, mask="expert")
+    assert isinstance(results[1], RenderError) and results[1].reason == "no_supervised"
+    for result in (results[0], results[2]):
+        assert result.input_ids.tolist() == single.input_ids.tolist()
+        assert result.loss_mask.tolist() == single.loss_mask.tolist()
+        assert result.spans == single.spans

@@ -2,9 +2,9 @@
 
 For each source (a store read as one arm), in order: read its trajectories; keep those of the
 source's arm (and, by default, only accepted ones); render them with the loss mask
-(:func:`oec.data.render.render`; refusals are counted by reason); drop duplicates (same instance,
-same ids and mask, across all sources, first source wins); cap examples per instance; cap examples
-per source. The surviving examples are split into train/val by task instance (a seeded shuffle of
+(:func:`oec.data.render.render_many`; refusals are counted by reason); drop duplicates (same instance,
+same ids and mask, across all sources, first source wins, even if a cap below later drops that
+first copy); cap examples per instance; cap examples per source. The surviving examples are split into train/val by task instance (a seeded shuffle of
 the instance ids, shared by all sources, so an instance never lands on both sides); then each
 source's training examples are re-weighted (repeated or subsampled) by its ``weight``.
 
@@ -32,11 +32,15 @@ from rich.table import Table
 from transformers import PreTrainedTokenizerBase
 
 from oec.data.config import DataConfig, SourceConfig
-from oec.data.render import REFUSAL_REASONS, Example, RenderError, render
+from oec.data.render import REFUSAL_REASONS, Example, RenderError, render_many
 from oec.store import StoreError, read_trajectories
 from oec.types import Trajectory
 
 log = logging.getLogger(__name__)
+
+# Trajectories per batched tokenizer call: enough to keep its threads busy, few enough that the
+# encodings it holds (ids, offsets, tokens of 32k-token conversations) stay small.
+RENDER_CHUNK = 32
 
 
 class MixError(ValueError):
@@ -230,28 +234,30 @@ def _select_source(
     stats = SourceStats(key=key, path=source.path, arm=source.arm, mask=mask)
     trajectories = read_store(source.path, f"{key}.path")
     stats.read = len(trajectories)
-    examples: list[Example] = []
-    refusals: list[str] = []
+    kept: list[Trajectory] = []
     for trajectory in trajectories:
         if trajectory.mode != source.arm:
             stats.other_mode[trajectory.mode] += 1
-            continue
-        if config.accepted_only and not trajectory.accepted:
+        elif config.accepted_only and not trajectory.accepted:
             stats.not_accepted += 1
-            continue
-        try:
-            example = render(trajectory, tokenizer, mask=mask, max_seq_len=config.max_seq_len, arm=source.arm)
-        except RenderError as err:
-            stats.refused[err.reason] += 1
-            refusals.append(str(err))
-            continue
-        if config.dedupe:
-            fingerprint = _fingerprint(example)
-            if fingerprint in seen:
-                stats.duplicates += 1
+        else:
+            kept.append(trajectory)
+    examples: list[Example] = []
+    refusals: list[str] = []
+    for begin in range(0, len(kept), RENDER_CHUNK):
+        chunk = kept[begin : begin + RENDER_CHUNK]
+        for result in render_many(chunk, tokenizer, mask, config.max_seq_len, source.arm):
+            if isinstance(result, RenderError):
+                stats.refused[result.reason] += 1
+                refusals.append(str(result))
                 continue
-            seen.add(fingerprint)
-        examples.append(example)
+            if config.dedupe:
+                fingerprint = _fingerprint(result)
+                if fingerprint in seen:
+                    stats.duplicates += 1
+                    continue
+                seen.add(fingerprint)
+            examples.append(result)
     if refusals:
         log.warning(
             "%s (%s): %d trajectories refused %s; first: %s",

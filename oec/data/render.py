@@ -30,6 +30,7 @@ count them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -126,26 +127,80 @@ def render(
 
     ``arm`` labels the example for mix statistics (default: the trajectory's mode).
     """
+    (result,) = render_many([trajectory], tokenizer, mask, max_seq_len, arm)
+    if isinstance(result, RenderError):
+        raise result
+    return result
+
+
+def render_many(
+    trajectories: Sequence[Trajectory],
+    tokenizer: PreTrainedTokenizerBase,
+    mask: MaskPolicy = "expert",
+    max_seq_len: int | None = None,
+    arm: str | None = None,
+) -> list[Example | RenderError]:
+    """:func:`render` of each trajectory, the refusals returned in place; one batched tokenizer call.
+
+    Batching lets the Rust tokenizer encode the conversations in parallel; pass a few dozen at a
+    time, as the tokenizer holds every encoding (offsets included) until it returns.
+    """
     if mask not in _TRAINED_AUTHORS:
         raise ValueError(f"unknown mask policy {mask!r} (expected one of {MASK_POLICIES})")
-    name = f"trajectory {trajectory.instance_id}#{trajectory.sample_index}"
+    results: list[Example | RenderError | None] = [_check_selectable(t, mask) for t in trajectories]
+    todo = [i for i, result in enumerate(results) if result is None]
+    if todo:
+        rendered = tokenizer.apply_chat_template(
+            [[{"role": m.role, "content": m.content} for m in trajectories[i].messages] for i in todo],
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
+        )
+        for k, i in enumerate(todo):
+            try:
+                results[i] = _example(
+                    trajectories[i],
+                    rendered["input_ids"][k],
+                    rendered["assistant_masks"][k],
+                    tokenizer,
+                    mask,
+                    max_seq_len,
+                    arm,
+                )
+            except RenderError as err:
+                results[i] = err
+    return results
+
+
+def _name(trajectory: Trajectory) -> str:
+    return f"trajectory {trajectory.instance_id}#{trajectory.sample_index}"
+
+
+def _check_selectable(trajectory: Trajectory, mask: str) -> RenderError | None:
+    assistant = [m for m in trajectory.messages if m.role == "assistant"]
+    if any(m.author in _TRAINED_AUTHORS[mask] for m in assistant):
+        return None
+    return RenderError(
+        "no_supervised",
+        f"{_name(trajectory)}: mask {mask!r} selects none of its {len(assistant)} assistant turns "
+        f"(their authors: {sorted({m.author for m in assistant}) or 'none'})",
+    )
+
+
+def _example(
+    trajectory: Trajectory,
+    ids: list[int],
+    assistant_mask: list[int],
+    tokenizer: PreTrainedTokenizerBase,
+    mask: str,
+    max_seq_len: int | None,
+    arm: str | None,
+) -> Example:
+    """The example of one rendered conversation: spans mapped to messages, verified, truncated."""
+    name = _name(trajectory)
     trained = _TRAINED_AUTHORS[mask]
     assistant = [(i, m) for i, m in enumerate(trajectory.messages) if m.role == "assistant"]
-    if not any(m.author in trained for _, m in assistant):
-        authors = sorted({m.author for _, m in assistant})
-        raise RenderError(
-            "no_supervised",
-            f"{name}: mask {mask!r} selects none of its {len(assistant)} assistant turns "
-            f"(their authors: {authors or 'none'})",
-        )
-    rendered = tokenizer.apply_chat_template(
-        [{"role": m.role, "content": m.content} for m in trajectory.messages],
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=True,
-    )
-    ids: list[int] = rendered["input_ids"]
-    runs = _mask_runs(rendered["assistant_masks"])
+    runs = _mask_runs(assistant_mask)
     if len(runs) != len(assistant):
         # Every assistant message yields one contiguous run (at least its <|im_end|>), separated by the
         # unmasked next header; any other count means the template does not mark turns as expected.
