@@ -26,7 +26,7 @@ from oec.rollout import RolloutSettings, rollout_seed, run_rollout
 from oec.runtime import exit_on_sigterm
 from oec.store import TrajectoryStore
 from oec.switch import SwitchConfig
-from oec.tasks import TasksConfig, load_tasks
+from oec.tasks import TasksConfig, TasksConfigError, load_from_config
 from oec.types import Task
 from oec.verify import FilterConfig
 
@@ -146,10 +146,10 @@ def main(cfg: DictConfig) -> None:
         options = parse(CollectConfig, cfg.collect, "collect")
         student = parse(PolicyConfig, cfg.student, "student") if settings.switch.mode != "bc" else None
         expert = parse(PolicyConfig, cfg.expert, "expert") if settings.switch.mode != "on_policy" else None
-        task_options = parse(TasksConfig, cfg.tasks, "tasks")
-    except ConfigError as exc:
+        task_options = TasksConfig.from_dict(to_container(cfg.tasks))
+    except (ConfigError, TasksConfigError) as exc:
         raise SystemExit(f"config error: {exc}") from None
-    loaded = load_tasks(task_options)
+    loaded = load_from_config(task_options)
     for error in loaded.errors:
         log.error("skipping task: %s", error)
     if not loaded.tasks:

@@ -23,12 +23,12 @@ from omegaconf import DictConfig
 
 from oec.agent.actions import FormatError, parse_action
 from oec.collect import collect, collection_config, rollout_settings
-from oec.config import ConfigError, parse
+from oec.config import ConfigError, parse, to_container
 from oec.policies import PolicyConfig
 from oec.runtime import exit_on_sigterm
 from oec.store import TrajectoryStore
 from oec.switch import SwitchConfig
-from oec.tasks import TasksConfig, load_tasks
+from oec.tasks import TasksConfig, TasksConfigError, load_from_config
 from oec.types import Trajectory
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,11 @@ def main(cfg: DictConfig) -> None:
         options = parse(EvaluateConfig, cfg.evaluate, "evaluate")
         settings = dataclasses.replace(rollout_settings(cfg), switch=SwitchConfig(schedule="never"))
         student = parse(PolicyConfig, cfg.student, "student")
-        task_options = dataclasses.replace(parse(TasksConfig, cfg.tasks, "tasks"), split=options.split)
-    except ConfigError as exc:
+        tasks_config = TasksConfig.from_dict(to_container(cfg.tasks))
+        task_options = dataclasses.replace(tasks_config, split=options.split)
+    except (ConfigError, TasksConfigError) as exc:
         raise SystemExit(f"config error: {exc}") from None
-    loaded = load_tasks(task_options)
+    loaded = load_from_config(task_options)
     for error in loaded.errors:
         log.error("skipping task: %s", error)
     if not loaded.tasks:

@@ -1,0 +1,90 @@
+"""The agent loop with scripted policies, real tools and a real local sandbox on an embedded task."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from oec.agent.actions import Action, ToolCall, render_action
+from oec.agent.loop import AgentLimits, run_episode
+from oec.agent.prompts import Prompts, is_format_error
+from oec.agent.tools import ToolBox
+from oec.env import SandboxConfig, make_sandbox
+from oec.policies.base import Reply
+from oec.tasks import load_tasks
+from oec.types import Message, Task, Usage
+
+ENV = SandboxConfig(timeout_s=60)
+
+
+@pytest.fixture(scope="module")
+def task() -> Task:
+    return load_tasks("embedded", instance_ids=("oec-embedded__ledger-001",)).tasks[0]
+
+
+class Script:
+    """Replies from a fixed list, in order; the last one repeats."""
+
+    def __init__(self, replies: list[str], author: str = "student") -> None:
+        self.replies = replies
+        self.name = "script"
+        self.author = author
+        self.calls = 0
+
+    def act(self, messages: Sequence[Message]) -> Reply:
+        reply = self.replies[min(self.calls, len(self.replies) - 1)]
+        self.calls += 1
+        return Reply(reply, self.author, self.name, Usage(len(messages), 1))
+
+
+def call(name: str, **arguments: str) -> str:
+    return render_action(Action("Next step.", ToolCall(name, arguments)))
+
+
+def episode(task: Task, replies: list[str], **limits: int):
+    with make_sandbox(ENV, task) as sandbox:
+        return run_episode(task, Script(replies), ToolBox(sandbox, ENV), Prompts(), AgentLimits(**limits))
+
+
+def test_submit_ends_with_the_working_copy_diff(task: Task) -> None:
+    replies = [
+        call("bash", command="echo hello > NOTES.txt"),
+        call("bash", command="cat NOTES.txt"),
+        call("submit"),
+    ]
+    result = episode(task, replies)
+    assert result.exit_status == "submitted"
+    assert "+hello" in result.patch and "NOTES.txt" in result.patch
+    assert [m.author for m in result.messages] == ["system", "user"] + ["student", "env"] * 2 + ["student"]
+    assert [m.turn for m in result.messages if m.role == "assistant"] == [0, 1, 2]
+    assert result.messages[5].content == "OBSERVATION:\nhello\n"
+    assert result.token_counts == {"student_prompt": 2 + 4 + 6, "student_completion": 3}
+
+
+def test_consecutive_format_errors_end_the_episode(task: Task) -> None:
+    replies = [call("bash", command="true"), "I think I will", "<function=bash>oops</function>", "nothing"]
+    result = episode(task, replies, max_consecutive_format_errors=3)
+    assert result.exit_status == "format_errors"
+    observations = [m.content for m in result.messages if m.author == "env"]
+    assert [is_format_error(o) for o in observations] == [False, True, True, True]
+
+
+def test_format_error_streak_resets_after_a_valid_call(task: Task) -> None:
+    replies = ["garbage", call("bash", command="true"), "garbage", call("bash", command="true")]
+    result = episode(task, replies, max_consecutive_format_errors=2, max_calls=4)
+    assert result.exit_status == "call_limit"
+
+
+def test_call_limit_still_takes_the_patch(task: Task) -> None:
+    result = episode(task, [call("bash", command="echo x >> ledger/__init__.py")], max_calls=2)
+    assert result.exit_status == "call_limit"
+    assert sum(m.role == "assistant" for m in result.messages) == 2
+    assert "ledger/__init__.py" in result.patch
+
+
+def test_invalid_tool_call_is_a_format_error(task: Task) -> None:
+    result = episode(task, [call("rm_rf", path="/"), call("submit")])
+    assert result.exit_status == "submitted"
+    assert is_format_error(result.messages[3].content)
+    assert "Unknown tool" in result.messages[3].content
