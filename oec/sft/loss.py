@@ -1,0 +1,71 @@
+"""Masked cross-entropy that computes logits only where a token is supervised, chunk by chunk.
+
+With Qwen's 152k-entry vocabulary the LM head dominates an SFT step: full logits of a 32k-token
+sequence take 20 GB in fp32, yet only the expert's turns are trained on. So the base model's hidden
+states are gathered at the positions that predict a supervised token and sent through the LM head
+in chunks; each chunk runs under activation checkpointing, so at most one chunk's logits is alive
+at a time, in forward and in backward.
+
+Convention (shared with ``oec.data``): ``loss_mask[b, t]`` is True when token ``t`` is a target,
+predicted from the hidden state at position ``t - 1``.
+
+The loss returned is the *sum* over supervised targets; dividing by the number of supervised
+targets of the whole optimiser step is the caller's job (see :mod:`oec.sft.module`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+
+def supervised_positions(hidden: Tensor, input_ids: Tensor, loss_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Hidden states that predict a supervised token ``[n, H]`` and those tokens ``[n]``."""
+    targets_mask = loss_mask[:, 1:].bool()
+    return hidden[:, :-1][targets_mask], input_ids[:, 1:][targets_mask]
+
+
+def _chunk_ce_sum(lm_head: nn.Module, hidden: Tensor, targets: Tensor) -> Tensor:
+    # Logits in fp32: a bf16 log-softmax over 152k entries loses too much precision.
+    return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
+
+
+def chunked_ce_sum(lm_head: nn.Module, hidden: Tensor, targets: Tensor, chunk_size: int) -> Tensor:
+    """Sum of cross-entropy of ``lm_head(hidden)`` against ``targets``, ``chunk_size`` rows at a time."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if hidden.shape[0] == 0:
+        # A micro-batch without targets still yields a zero connected to the LM head and the base
+        # model, so every parameter gets a (zero) gradient and data-parallel ranks stay in step.
+        return lm_head(hidden).float().sum()
+    total = None
+    for start in range(0, hidden.shape[0], chunk_size):
+        h, t = hidden[start : start + chunk_size], targets[start : start + chunk_size]
+        if torch.is_grad_enabled():
+            part = checkpoint(_chunk_ce_sum, lm_head, h, t, use_reentrant=False)
+        else:
+            part = _chunk_ce_sum(lm_head, h, t)
+        total = part if total is None else total + part
+    return total
+
+
+def masked_lm_loss_sum(
+    model: nn.Module,
+    batch: dict[str, Tensor],
+    chunk_size: int,
+) -> tuple[Tensor, int]:
+    """Summed cross-entropy over the supervised targets of ``batch`` and their count.
+
+    ``model`` is a Hugging Face causal LM (``base_model`` gives hidden states,
+    ``get_output_embeddings()`` the LM head). ``batch`` holds ``input_ids``, ``loss_mask`` and,
+    when the data module provides them, ``attention_mask`` and ``position_ids`` (packed sequences
+    restart their positions).
+    """
+    inputs = {
+        k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if batch.get(k) is not None
+    }
+    hidden = model.base_model(**inputs, use_cache=False).last_hidden_state
+    selected, targets = supervised_positions(hidden, batch["input_ids"], batch["loss_mask"])
+    return chunked_ce_sum(model.get_output_embeddings(), selected, targets, chunk_size), int(targets.numel())

@@ -1,0 +1,123 @@
+"""One SFT run from typed configs: data mix -> Lightning fit -> Hugging Face export in the run directory.
+
+Layout of ``run_dir``::
+
+    checkpoints/last.ckpt, checkpoints/step*.ckpt   Lightning checkpoints (resume from last.ckpt)
+    metrics.jsonl                                    train/* and val/* records, one per line
+    wandb/                                           the W&B run (offline unless logger.wandb.mode)
+    model/                                           the exported model; present only when complete
+
+The export (see :mod:`oec.sft.export`) is the last thing a run writes; a resumed run whose export is
+already complete does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from oec.chat import load_tokenizer
+from oec.data.config import DataConfig
+from oec.data.datamodule import SFTDataModule
+from oec.modeling import build_model, resolve_attention
+from oec.sft.config import ModelConfig, TrainConfig, TrainerConfig, check_environment
+from oec.sft.export import MANIFEST, export_pretrained, is_complete_export, load_checkpoint_weights
+from oec.sft.loggers import LoggerConfig, build_loggers
+from oec.sft.module import OptimConfig, SFTModule
+from oec.sft.trainer import CHECKPOINTS, build_trainer
+
+log = logging.getLogger(__name__)
+
+EXPORT_DIR = "model"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one training run needs, already validated."""
+
+    name: str
+    seed: int
+    train: TrainConfig
+    model: ModelConfig
+    trainer: TrainerConfig
+    optim: OptimConfig
+    data: DataConfig
+    logger: LoggerConfig
+
+
+def run_training(settings: RunSettings, config: dict[str, Any] | None = None) -> Path | None:
+    """Train, then export; returns the exported model folder (None when ``train.export`` is off).
+
+    ``config`` (the resolved config as a dict) is recorded by W&B.
+    """
+    check_environment(settings.model, settings.trainer)
+    run_dir = Path(settings.train.run_dir)
+    export_dir = run_dir / EXPORT_DIR
+    if settings.train.resume and is_complete_export(export_dir):
+        log.info("%s is complete (%s present): nothing to resume", export_dir, MANIFEST)
+        return export_dir
+
+    model_cfg = settings.model
+    attention, reason = resolve_attention(model_cfg.attn_implementation)
+    log.info("attention: %s (%s)", attention, reason)
+    L.seed_everything(settings.seed, workers=True)
+    tokenizer = load_tokenizer(model_cfg.tokenizer or (None if model_cfg.is_tiny else model_cfg.name_or_path))
+    data = SFTDataModule(settings.data, tokenizer, shuffle_seed=settings.seed)
+
+    def make_model():
+        return build_model(
+            model_cfg.name_or_path,
+            dtype=model_cfg.load_dtype,
+            attn_implementation=attention,
+            seed=settings.seed,
+        )
+
+    module = SFTModule(
+        make_model,
+        settings.optim,
+        loss_chunk_size=model_cfg.loss_chunk_size,
+        gradient_checkpointing=model_cfg.gradient_checkpointing,
+    )
+    loggers = build_loggers(settings.logger, run_dir, settings.name, config)
+    trainer = build_trainer(settings.trainer, model_cfg, run_dir, loggers)
+    last = run_dir / CHECKPOINTS / "last.ckpt"
+    resume_from = str(last) if settings.train.resume and last.exists() else None
+    if settings.train.resume and resume_from is None:
+        log.warning("train.resume=true but %s does not exist: training from the start", last)
+    if resume_from is not None and settings.trainer.max_steps > 0:
+        # Lightning 2.6 restarts step-budgeted runs inside the epoch they saved at; from an end-of-epoch
+        # checkpoint that re-enters a finished epoch and counts it twice against max_epochs.
+        log.warning(
+            "resuming with trainer.max_steps=%d: an epoch may be counted twice", settings.trainer.max_steps
+        )
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    if not settings.train.export:
+        return None
+
+    final = run_dir / CHECKPOINTS / "final.ckpt"
+    trainer.save_checkpoint(final, weights_only=True)
+    if trainer.is_global_zero:
+        export_pretrained(
+            load_checkpoint_weights(final),
+            module.model.config,
+            tokenizer,
+            export_dir,
+            generation_config=module.model.generation_config,
+            manifest={
+                "experiment": settings.name,
+                "seed": settings.seed,
+                "base_model": model_cfg.hub_id or model_cfg.name_or_path,
+                "global_step": trainer.global_step,
+                "epochs": trainer.current_epoch,
+            },
+        )
+        log.info("exported %s", export_dir)
+        # The export holds these weights now; last.ckpt (with optimiser state) stays for resuming.
+        shutil.rmtree(final) if final.is_dir() else final.unlink()
+    trainer.strategy.barrier()
+    return export_dir
