@@ -1,0 +1,129 @@
+"""Building and loading the student's causal LM: a random-init tiny Qwen2, or a local HF checkpoint.
+
+Rollouts (``oec.policies.hf``) and training share this module so that both pick the model, dtype and
+attention kernel the same way. ``source`` is either ``"tiny"`` (a Qwen2 small enough for a 2-core CPU,
+randomly initialised from a seed, with the real Qwen2.5 vocabulary so the real tokenizer and chat
+template apply) or a local checkpoint folder (a downloaded Qwen2.5-Coder or one that training
+exported). Nothing is ever fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel, Qwen2Config
+from transformers.utils import is_flash_attn_2_available
+
+log = logging.getLogger(__name__)
+
+TINY = "tiny"
+
+# Qwen2.5 token ids (identical in every Qwen2.5 size): <|endoftext|> and <|im_end|>.
+_ENDOFTEXT_ID = 151643
+_IM_END_ID = 151645
+
+TINY_QWEN2: dict[str, Any] = {
+    # The Qwen2.5 tokenizer has 151,669 entries; rounded up to a multiple of 64 as Qwen does.
+    "vocab_size": 151_680,
+    "hidden_size": 256,
+    "intermediate_size": 704,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "hidden_act": "silu",
+    "max_position_embeddings": 32_768,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0},
+    # Tied embeddings keep the 151k x 256 matrix from being stored twice (~39M parameters in all).
+    "tie_word_embeddings": True,
+    "use_sliding_window": False,
+    "bos_token_id": _ENDOFTEXT_ID,
+    "eos_token_id": _IM_END_ID,
+    "pad_token_id": _ENDOFTEXT_ID,
+}
+"""Config of the embedded student: Qwen2's architecture at a size that runs on a 2-core CPU."""
+
+ATTENTION_IMPLEMENTATIONS = ("auto", "flash_attention_2", "sdpa", "eager")
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def resolve_attention(requested: str) -> tuple[str, str]:
+    """Pick the attention kernel: ``(implementation, reason)``.
+
+    ``auto`` means flash-attention 2 where it can run (a CUDA device and an importable ``flash_attn``)
+    and PyTorch's SDPA otherwise. An explicit ``flash_attention_2`` that cannot run falls back to SDPA
+    with a warning rather than failing, so one config serves GPU clusters and CPU smoke tests.
+    """
+    if requested not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {requested!r}")
+    if requested in ("sdpa", "eager"):
+        return requested, "requested explicitly"
+    if not torch.cuda.is_available():
+        missing = "no CUDA device is available"
+    elif importlib.util.find_spec("flash_attn") is None:
+        missing = "the flash_attn package is not installed"
+    elif not is_flash_attn_2_available():
+        missing = "flash_attn is installed but unusable here (too old, or built for another CUDA)"
+    else:
+        return "flash_attention_2", "CUDA device and flash_attn available"
+    reason = f"sdpa because {missing}"
+    if requested == "flash_attention_2":
+        log.warning("flash_attention_2 was requested but %s; using sdpa", missing)
+    else:
+        log.info("attention: %s", reason)
+    return "sdpa", reason
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """``auto`` is bfloat16 on CUDA and float32 elsewhere (CPU bf16 kernels are slow or missing)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be 'auto' or one of {tuple(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def is_checkpoint_dir(source: str | Path) -> bool:
+    return Path(source).is_dir() and (Path(source) / "config.json").is_file()
+
+
+def build_model(
+    source: str | Path,
+    *,
+    dtype: str | torch.dtype = "float32",
+    attn_implementation: str = "auto",
+    seed: int = 0,
+) -> PreTrainedModel:
+    """The causal LM named by ``source``: ``"tiny"`` (random init, seeded) or a local checkpoint folder.
+
+    The model is returned on the CPU in eval mode; callers move it to their device. ``seed`` only
+    matters for ``"tiny"``: the same seed gives bit-identical weights, and the global RNG is left as
+    it was.
+    """
+    impl, _ = resolve_attention(attn_implementation)
+    torch_dtype = resolve_dtype(dtype)
+    if str(source) == TINY:
+        config = Qwen2Config(**TINY_QWEN2)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=impl)
+    elif is_checkpoint_dir(source):
+        model = AutoModelForCausalLM.from_pretrained(
+            str(source), dtype=torch_dtype, attn_implementation=impl, local_files_only=True
+        )
+    else:
+        raise ValueError(
+            f"model source {str(source)!r} is neither {TINY!r} nor a local checkpoint folder "
+            "(a directory with config.json); models are never downloaded"
+        )
+    return model.eval()

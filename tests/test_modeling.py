@@ -1,0 +1,82 @@
+"""Model building: the seeded random-init tiny Qwen2, local checkpoints, attention and dtype choice."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from oec.chat import load_tokenizer
+from oec.modeling import TINY_QWEN2, build_model, resolve_attention, resolve_dtype
+
+
+@pytest.fixture(scope="module")
+def tiny() -> torch.nn.Module:
+    return build_model("tiny", seed=0)
+
+
+def test_tiny_is_a_small_qwen2_with_the_real_vocabulary(tiny: torch.nn.Module) -> None:
+    config = tiny.config
+    assert config.model_type == "qwen2"
+    assert (config.num_hidden_layers, config.hidden_size) == (4, 256)
+    assert config.vocab_size >= len(load_tokenizer())
+    assert tiny.lm_head.weight is tiny.model.embed_tokens.weight
+    assert sum(p.numel() for p in tiny.parameters()) < 50_000_000
+    assert config._attn_implementation == "sdpa" and not tiny.training
+
+
+def test_tiny_init_is_seeded_and_leaves_the_global_rng_alone(tiny: torch.nn.Module) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    again = build_model("tiny", seed=0)
+    assert torch.equal(torch.rand(1), expected)
+    assert all(torch.equal(a, b) for a, b in zip(tiny.parameters(), again.parameters(), strict=True))
+    other = build_model("tiny", seed=1)
+    assert not torch.equal(tiny.model.embed_tokens.weight, other.model.embed_tokens.weight)
+
+
+def test_loads_a_local_checkpoint(tmp_path: Path) -> None:
+    small = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128}
+    config = Qwen2Config(**{**TINY_QWEN2, **small, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 0})
+    saved = Qwen2ForCausalLM(config)
+    saved.save_pretrained(tmp_path)
+    loaded = build_model(tmp_path, dtype="bfloat16", attn_implementation="eager")
+    assert loaded.dtype == torch.bfloat16 and loaded.config._attn_implementation == "eager"
+    assert torch.equal(loaded.lm_head.weight, saved.lm_head.weight.to(torch.bfloat16))
+
+
+def test_unknown_source_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape("qwen2.5-coder-7b")):
+        build_model("qwen2.5-coder-7b")
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path))):
+        build_model(tmp_path)
+
+
+def test_attention_resolution_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU fallback")
+    impl, reason = resolve_attention("auto")
+    assert impl == "sdpa" and "CUDA" in reason
+    with caplog.at_level(logging.WARNING, logger="oec.modeling"):
+        assert resolve_attention("flash_attention_2")[0] == "sdpa"
+    assert "flash_attention_2 was requested" in caplog.text
+    assert resolve_attention("eager") == ("eager", "requested explicitly")
+    with pytest.raises(ValueError, match="attn_implementation"):
+        resolve_attention("flash")
+
+
+def test_dtype_resolution() -> None:
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("auto", "cuda") == torch.bfloat16
+    assert resolve_dtype("float16") == torch.float16
+    with pytest.raises(ValueError, match="dtype"):
+        resolve_dtype("fp8")
