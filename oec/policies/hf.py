@@ -1,0 +1,133 @@
+"""A local transformers policy: the random-init tiny Qwen2 on a CPU, or any local HF checkpoint.
+
+:class:`HFPolicyBuilder` loads the model and the tokenizer once; calling it per rollout returns a
+light :class:`HFPolicy` that shares them. Generation is serialised with a lock, so rollouts on
+several threads can share one model safely. Each call renders the conversation with the Qwen2.5
+chat template (``add_generation_prompt``), optionally shortens old observations (SWE-agent's
+``last_n_observations`` history processor), refuses prompts over ``max_context_tokens`` with
+:class:`~oec.policies.base.ContextLimitExceeded`, and generates until ``<|im_end|>``.
+
+Decoding is fully set by the config: temperature 0 is greedy, otherwise sampling with ``top_p``
+under a seed derived from the rollout seed and the call index, so a rollout replays exactly. A
+checkpoint's own ``generation_config.json`` (Qwen's sets ``top_k``, ``repetition_penalty``...) is
+replaced for the same reason. transformers samples from the global torch RNG (``generate`` takes
+no ``torch.Generator``), so the RNG is forked and seeded for the call, under the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import torch
+from transformers import GenerationConfig
+
+from oec.agent.prompts import OBSERVATION_PREFIX
+from oec.chat import load_tokenizer
+from oec.modeling import TINY, build_model, resolve_dtype
+from oec.policies import PolicyConfig
+from oec.policies.base import ContextLimitExceeded, Reply
+from oec.types import Message, Task, Usage
+
+ELIDED_OBSERVATION = "Old environment output: ({lines} lines omitted)"
+"""What an observation older than the last N becomes (SWE-agent's wording)."""
+
+
+def elide_old_observations(messages: Sequence[Message], keep_last: int | None) -> list[Message]:
+    """Keep the newest ``keep_last`` tool observations in full and shorten older ones to one line.
+
+    Only tool outputs (``OBSERVATION:`` messages from the environment) are shortened; the task
+    prompt and format-error notices are short and stay. ``keep_last=None`` keeps everything.
+    """
+    if keep_last is None:
+        return list(messages)
+    observations = [
+        i for i, m in enumerate(messages) if m.author == "env" and m.content.startswith(OBSERVATION_PREFIX)
+    ]
+    old = set(observations[: max(0, len(observations) - keep_last)])
+    result = []
+    for i, message in enumerate(messages):
+        if i in old:
+            lines = message.content.removeprefix(OBSERVATION_PREFIX).count("\n") + 1
+            content = OBSERVATION_PREFIX + ELIDED_OBSERVATION.format(lines=lines)
+            message = Message(message.role, content, message.author, message.turn)
+        result.append(message)
+    return result
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was requested but CUDA is not available")
+    return torch.device(device)
+
+
+class HFPolicyBuilder:
+    """Loads ``config.model`` and its tokenizer once; ``builder(task, seed)`` gives a rollout's policy."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        if config.backend != "hf":
+            raise ValueError(f"HFPolicyBuilder needs backend 'hf', got {config.backend!r}")
+        self.config = config
+        self.device = resolve_device(config.device)
+        model = build_model(
+            config.model,
+            dtype=resolve_dtype(config.dtype, self.device),
+            attn_implementation=config.attn_implementation,
+            seed=config.init_seed,
+        )
+        self.model = model.to(self.device)
+        tokenizer_source = config.tokenizer or (None if config.model == TINY else config.model)
+        self.tokenizer = load_tokenizer(tokenizer_source)
+        stop_tokens = ("<|im_end|>", "<|endoftext|>")
+        self.stop_ids = [self.tokenizer.convert_tokens_to_ids(token) for token in stop_tokens]
+        sampling = {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
+        # Replaces the checkpoint's generation_config.json, so only our config decides decoding.
+        self.model.generation_config = GenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.stop_ids[1],
+            **(sampling if config.temperature > 0 else {"do_sample": False}),
+        )
+        self.name = config.model_name
+        self.lock = threading.Lock()
+
+    def __call__(self, task: Task, seed: int) -> HFPolicy:
+        return HFPolicy(self, seed)
+
+
+class HFPolicy:
+    """One rollout's view of a shared model; ``seed`` makes sampled rollouts reproducible."""
+
+    def __init__(self, builder: HFPolicyBuilder, seed: int) -> None:
+        self.builder = builder
+        self.seed = seed
+        self.name = builder.name
+        self.author = builder.config.author
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        """Token ids of the prompt the model sees for ``messages`` (after the history processor)."""
+        shown = elide_old_observations(messages, self.builder.config.last_n_observations)
+        chat = [{"role": m.role, "content": m.content} for m in shown]
+        return self.builder.tokenizer.apply_chat_template(
+            chat, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+
+    def act(self, messages: Sequence[Message]) -> Reply:
+        builder, config = self.builder, self.builder.config
+        with builder.lock:
+            ids = self.prompt_ids(messages)
+            if len(ids) > config.max_context_tokens:
+                limit = config.max_context_tokens
+                raise ContextLimitExceeded(f"{self.name}: prompt of {len(ids)} tokens exceeds {limit=}")
+            input_ids = torch.tensor([ids], device=builder.device)
+            call_index = sum(1 for m in messages if m.role == "assistant")
+            devices = [builder.device] if builder.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                torch.manual_seed((self.seed * 1_000_003 + call_index) % 2**63)
+                output = builder.model.generate(input_ids, attention_mask=torch.ones_like(input_ids))
+            generated = output[0, len(ids) :].tolist()
+        stop = next((i for i, token in enumerate(generated) if token in builder.stop_ids), len(generated))
+        text = builder.tokenizer.decode(generated[:stop], skip_special_tokens=True)
+        return Reply(text, self.author, self.name, Usage(len(ids), len(generated)))
