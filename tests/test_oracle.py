@@ -327,7 +327,26 @@ def test_reproduction_copies_the_test_file(task: Task) -> None:
     modifying = dataclasses.replace(
         task, test_patch=task.test_patch.replace("+def test_clamp_high", "-def test_x")
     )
-    assert plan_reproduction(modifying).copies == ()
+    fallback = plan_reproduction(modifying)
+    assert fallback.copies == () and fallback.failing == ("tests/test_ops.py",)
+
+
+def test_solves_when_hidden_tests_change_existing_ones(
+    task: Task, env: SandboxConfig, tmp_path: Path
+) -> None:
+    repo = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(task.snapshot), str(repo))
+    tests = repo / "tests" / "test_ops.py"
+    tests.write_text(tests.read_text() + "    assert clamp(11, 0, 10) == 10\n")
+    variant = dataclasses.replace(
+        task,
+        test_patch=git(repo, "diff"),
+        FAIL_TO_PASS=["tests/test_ops.py::test_clamp_low"],
+        PASS_TO_PASS=[],
+    )
+    assert plan_reproduction(variant).copies == ()
+    episode, resolved = run(variant, env, seed=0)
+    assert resolved and episode.patch == task.patch
 
 
 def test_tree_state_judgement(task: Task, tmp_path: Path) -> None:

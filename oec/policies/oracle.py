@@ -192,7 +192,7 @@ def parse_gold_patch(patch: str, instance_id: str) -> tuple[GoldFile, ...]:
 
 
 @dataclass(frozen=True)
-class TestCopy:
+class ReproCopy:
     """A temporary test file: ``source`` copied (or nothing, for a new file) plus ``code``."""
 
     original: str
@@ -205,9 +205,10 @@ class TestCopy:
 class Reproduction:
     """How the oracle reproduces the issue: copies to write, then which tests to run."""
 
-    copies: tuple[TestCopy, ...]
+    copies: tuple[ReproCopy, ...]
     failing: tuple[str, ...]
-    """pytest node ids of the FAIL_TO_PASS tests (inside the copies, when there are copies)."""
+    """What to run to see the bug: the FAIL_TO_PASS node ids inside the copies, or without copies
+    the existing test files that hold them."""
     files: tuple[str, ...]
     """The test files that hold them, for a broader run."""
 
@@ -220,8 +221,9 @@ def _issue_copy(path: str) -> str:
 def plan_reproduction(task: Task) -> Reproduction:
     """Top-level tests that the test patch adds are run from temporary copies of their files;
     any other kind of test patch falls back to running the existing test files."""
-    failing_files = sorted({test.split("::")[0] for test in task.FAIL_TO_PASS if "::" in test})
-    fallback = Reproduction((), tuple(task.FAIL_TO_PASS), tuple(failing_files))
+    failing_files = tuple(sorted({test.split("::")[0] for test in task.FAIL_TO_PASS if "::" in test}))
+    # Without copies the FAIL_TO_PASS tests may not exist yet; their files do.
+    fallback = Reproduction((), failing_files or tuple(task.FAIL_TO_PASS), failing_files)
     try:
         patched = list(unidiff.PatchSet(task.test_patch)) if task.test_patch.strip() else []
     except unidiff.UnidiffParseError:
@@ -235,7 +237,7 @@ def plan_reproduction(task: Task) -> Reproduction:
             return fallback
         source = None if test_file.is_added_file else test_file.path
         code_text = "\n".join(code).strip("\n")
-        copies.append(TestCopy(test_file.path, _issue_copy(test_file.path), code_text, source))
+        copies.append(ReproCopy(test_file.path, _issue_copy(test_file.path), code_text, source))
     renamed = {copy.original: copy.path for copy in copies}
     failing = []
     for test in task.FAIL_TO_PASS:
@@ -501,8 +503,7 @@ class OraclePolicy:
 
     def _reproduce(self) -> Script:
         if not self.repro.copies:
-            args = self.repro.files or self.repro.failing
-            output = yield _bash(self._say("run_existing"), self._pytest(args))
+            output = yield _bash(self._say("run_existing"), self._pytest(self.repro.failing))
             self._failure = _failure_line(output)
             return
         writes = []
