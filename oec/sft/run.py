@@ -83,6 +83,10 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
         loss_chunk_size=model_cfg.loss_chunk_size,
         gradient_checkpointing=model_cfg.gradient_checkpointing,
     )
+    if settings.trainer.strategy == "deepspeed":
+        # Lightning runs configure_model inside deepspeed.zero.Init for ZeRO-3, whose partitioned
+        # placeholders from_pretrained cannot load into; build the model first, DeepSpeed partitions it.
+        module.configure_model()
     loggers = build_loggers(settings.logger, run_dir, settings.name, config)
     trainer = build_trainer(settings.trainer, model_cfg, run_dir, loggers)
     last = run_dir / CHECKPOINTS / "last.ckpt"

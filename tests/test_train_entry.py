@@ -1,0 +1,179 @@
+"""``python -m oec.train``: every experiment composes, bad input is refused early, and the tiny model
+trains, logs, checkpoints, resumes and exports through the real entry point (on a real store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from oec.config import ConfigError
+from oec.sft.export import MANIFEST
+from oec.sft.loggers import read_metrics
+from oec.sft.run import run_training
+from oec.store import TrajectoryStore
+from oec.train import load_settings
+from tests.test_sft import trajectory
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+PRIMARY = "config"
+EXPERIMENTS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml"))
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "offline"}
+
+
+def compose_config(*overrides: str, hydra: bool = False):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(PRIMARY, overrides=list(overrides), return_hydra_config=hydra)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_into_valid_training_settings(name):
+    settings = load_settings(compose_config(f"+exp={name}", "train.run_dir=/unused"))
+    assert settings.name == name
+    if name.endswith(("_7b", "_32b")):
+        scale = name.rsplit("_", 1)[1]
+        assert settings.model.hub_id == f"Qwen/Qwen2.5-Coder-{scale.upper()}-Instruct"
+        assert settings.model.max_seq_len == 32768 and settings.model.precision == "bf16-true"
+        assert settings.model.gradient_checkpointing and settings.trainer.strategy == "fsdp"
+    mask = {"oec_no_mask": "assistant"}.get(name.rsplit("_", 1)[0], "expert")
+    assert settings.data.mask == mask
+
+
+def test_paper_arms_exist_at_both_scales():
+    arms = ("bc", "on_policy", "oec", "bc_oec", "oec_no_mask", "oec_no_repfilter")
+    assert {f"{arm}_{scale}" for arm in arms for scale in ("7b", "32b")} <= set(EXPERIMENTS)
+
+
+def test_an_unknown_model_name_lists_the_known_ones():
+    with pytest.raises(MissingConfigException, match=r"model/qwen-7b(.|\n)*qwen2.5-coder-7b"):
+        compose_config("model=qwen-7b")
+
+
+def test_a_missing_checkpoint_folder_is_refused_before_anything_is_written(tmp_path):
+    settings = load_settings(compose_config("+exp=oec_7b", f"train.run_dir={tmp_path / 'run'}"))
+    with pytest.raises(ConfigError, match=r"model\.name_or_path.*Qwen/Qwen2.5-Coder-7B-Instruct"):
+        run_training(settings)
+    assert not (tmp_path / "run").exists()
+
+
+def test_slurm_launcher_follows_the_trainer_node_count():
+    cfg = compose_config("+exp=oec_32b", "hydra/launcher=slurm", "trainer.num_nodes=4", hydra=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert launcher["nodes"] == 4 and launcher["tasks_per_node"] == launcher["gpus_per_node"] == 8
+
+
+def write_demo_store(root: Path) -> None:
+    with TrajectoryStore.open(root / "stores" / "demo", config={"test": True}) as store:
+        for index in range(6):
+            store.append(trajectory(index, turns=2 + index % 2))
+
+
+def train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "oec.train", "--config-name", PRIMARY, *overrides]
+    result = subprocess.run(
+        command, cwd=cwd, env={**ENV, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.mark.slow
+def test_demo_trains_resumes_and_exports_through_the_entry_point(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    write_demo_store(tmp_path)
+    run = tmp_path / "run"
+    # Five training examples in one micro-batch: one optimiser step per epoch.
+    common = ("+exp=demo", f"paths.root={tmp_path}", f"hydra.run.dir={run}", "data.micro_batch_size=5")
+    train(*common, "trainer.max_epochs=1", "train.export=false", cwd=tmp_path)
+    assert not (run / "model").exists()
+    assert (run / "checkpoints" / "last.ckpt").exists() and list((run / "wandb").glob("offline-run-*"))
+
+    train(*common, "trainer.max_epochs=2", "train.resume=true", "logger=local", cwd=tmp_path)
+    records = [r for r in read_metrics(run / "metrics.jsonl") if "train/loss" in r]
+    assert [r["step"] for r in records] == [1, 2]
+    # The warm-up continues where the first run stopped: 0 at step 1, half the peak at step 2.
+    assert records[0]["train/lr"] == 0 and records[1]["train/lr"] == pytest.approx(0.5e-4)
+    assert all(r["train/supervised_tokens"] > 0 and r["train/tokens_per_s"] > 0 for r in records)
+    assert len([r for r in read_metrics(run / "metrics.jsonl") if "val/loss" in r]) == 2
+    manifest = json.loads((run / "model" / MANIFEST).read_text())
+    assert manifest["global_step"] == 2 and manifest["experiment"] == "demo"
+    assert not (run / "checkpoints" / "final.ckpt").exists()
+    model = AutoModelForCausalLM.from_pretrained(run / "model", local_files_only=True)
+    assert model.config.model_type == "qwen2"
+
+
+@pytest.mark.slow
+def test_a_seed_sweep_runs_one_job_per_seed(tmp_path):
+    write_demo_store(tmp_path)
+    sweep = tmp_path / "sweep"
+    train(
+        "-m",
+        "+exp=demo",
+        "seed=0,1",
+        f"paths.root={tmp_path}",
+        f"hydra.sweep.dir={sweep}",
+        "trainer.max_steps=1",
+        "train.export=false",
+        "logger=local",
+        cwd=tmp_path,
+    )
+    losses = [read_metrics(sweep / job / "metrics.jsonl")[0]["train/loss"] for job in ("0", "1")]
+    # Different seeds draw different tiny models and batch orders.
+    assert losses[0] != losses[1]
+
+
+FAKE_VLLM = """#!/bin/bash
+# Stands in for `vllm serve`: answers GET /v1/models on --port.
+while [[ $# -gt 0 ]]; do [[ "$1" == "--port" ]] && port="$2"; shift; done
+root=$(mktemp -d); mkdir -p "$root/v1"; echo '{"data": []}' > "$root/v1/models"
+exec python3 -m http.server "$port" --bind 127.0.0.1 --directory "$root"
+"""
+
+
+def test_vllm_sidecar_serves_the_model_for_the_command_and_stops_it(tmp_path):
+    import socket
+
+    fake = tmp_path / "bin" / "vllm"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_VLLM)
+    fake.chmod(0o755)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**ENV, "PATH": f"{fake.parent}:{os.environ['PATH']}", "PORT": str(port)}
+    command = ["sh", "-c", 'echo "$OPENAI_BASE_URL $OEC_SERVED_MODEL"; exit 3']
+    result = subprocess.run(
+        [str(ROOT / "launch" / "vllm_sidecar.sh"), str(model), "--", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.split() == [f"http://127.0.0.1:{port}/v1", "student"]
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", port))  # the server is gone
+
+    missing = subprocess.run(
+        [str(ROOT / "launch" / "vllm_sidecar.sh"), str(tmp_path), "--", "true"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "no config.json" in missing.stderr
