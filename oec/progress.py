@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable
 
@@ -112,4 +113,5 @@ def print_summary(trajectories: list[Trajectory], title: str) -> None:
             str(row["handed_over"]),
             str(row["switch_steps"]),
         )
-    Console().print(table)
+    # A pipe gets rich's 80 columns by default, which folds the table; logs are read wide.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)

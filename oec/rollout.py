@@ -49,15 +49,17 @@ def run_rollout(
 ) -> Trajectory:
     switch_step = settings.switch.build().sample(random.Random(seed))
     needs_student = switch_step is None or switch_step > 0
+    needs_expert = settings.switch.mode != "on_policy"
     if needs_student and student is None:
         raise ValueError(f"switch schedule {settings.switch.schedule!r} needs a student policy")
-    if switch_step is not None and expert is None:
+    if needs_expert and expert is None:
         raise ValueError(f"switch schedule {settings.switch.schedule!r} needs an expert policy")
     policy = SwitchingPolicy(
         student=student(task, seed) if needs_student and student else None,
-        expert=expert(task, seed) if switch_step is not None and expert else None,
+        expert=expert(task, seed) if needs_expert and expert else None,
         switch_step=switch_step,
         expert_system_prompt=settings.prompts.render_expert_system(TOOL_DOCS),
+        handover_after_format_errors=settings.switch.handover_after_format_errors,
     )
     started = time.monotonic()
     with make_sandbox(settings.env, task) as sandbox:

@@ -6,6 +6,10 @@ own system prompt in place of the student's. ``never`` gives pure student rollou
 ``always`` (k = 0) pure expert rollouts (BC). Steps count model calls, as in the reference code,
 so a reply with a format error counts too. If the student ends the episode before call k, the
 rollout is all-student; the sampled k and the real handover turn are both recorded.
+
+``handover_after_format_errors`` is an adaptive-switching knob (off by default, as in the paper):
+when the student's last N replies in a row were format errors, the expert takes over early instead
+of letting the loop end the episode, so a weak student still yields corrected rollouts.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from oec.agent.prompts import is_format_error
 from oec.policies.base import Policy, Reply
 from oec.types import Author, Message, Mode
 
@@ -74,7 +79,7 @@ class Always:
 @dataclass(frozen=True)
 class SwitchConfig:
     """``switch`` config group. ``lo``/``hi`` bound uniform and beta, ``k`` is for fixed,
-    ``a``/``b`` shape beta."""
+    ``a``/``b`` shape beta; ``handover_after_format_errors`` hands over early (see module doc)."""
 
     schedule: ScheduleName = "uniform"
     lo: int = 0
@@ -82,6 +87,7 @@ class SwitchConfig:
     k: int = 0
     a: float = 2.0
     b: float = 1.0
+    handover_after_format_errors: int | None = None
 
     def __post_init__(self) -> None:
         if self.schedule not in ("uniform", "fixed", "beta", "never", "always"):
@@ -95,6 +101,11 @@ class SwitchConfig:
             raise ValueError(f"switch.k: must be >= 0, got {self.k}")
         if self.schedule == "beta" and (self.a <= 0 or self.b <= 0):
             raise ValueError(f"switch.a/switch.b: must be > 0, got a={self.a}, b={self.b}")
+        if self.handover_after_format_errors is not None and self.handover_after_format_errors < 1:
+            raise ValueError(
+                "switch.handover_after_format_errors: must be >= 1 or null, "
+                f"got {self.handover_after_format_errors}"
+            )
 
     @property
     def mode(self) -> Mode:
@@ -128,6 +139,7 @@ class SwitchingPolicy:
         expert: Policy | None,
         switch_step: int | None,
         expert_system_prompt: str | None = None,
+        handover_after_format_errors: int | None = None,
     ) -> None:
         if switch_step is None and student is None:
             raise ValueError("a rollout that never switches needs a student policy")
@@ -139,11 +151,17 @@ class SwitchingPolicy:
         self.expert = expert
         self.switch_step = switch_step
         self.expert_system_prompt = expert_system_prompt
+        self.handover_after_format_errors = handover_after_format_errors
         self.handover_turn: int | None = None
         self.name = "+".join(p.name for p in (student, expert) if p is not None)
 
-    def _expert_turn(self, call_index: int) -> bool:
-        return self.switch_step is not None and call_index >= self.switch_step
+    def _expert_turn(self, messages: Sequence[Message], call_index: int) -> bool:
+        if self.handover_turn is not None:
+            return True
+        if self.switch_step is not None and call_index >= self.switch_step:
+            return True
+        limit = self.handover_after_format_errors
+        return self.expert is not None and limit is not None and _trailing_format_errors(messages) >= limit
 
     @property
     def author(self) -> Author:
@@ -151,7 +169,7 @@ class SwitchingPolicy:
 
     def act(self, messages: Sequence[Message]) -> Reply:
         call_index = sum(1 for m in messages if m.role == "assistant")
-        if not self._expert_turn(call_index):
+        if not self._expert_turn(messages, call_index):
             assert self.student is not None
             return self.student.act(messages)
         assert self.expert is not None
@@ -161,3 +179,14 @@ class SwitchingPolicy:
             system = Message("system", self.expert_system_prompt, "system", messages[0].turn)
             messages = [system, *messages[1:]]
         return self.expert.act(messages)
+
+
+def _trailing_format_errors(messages: Sequence[Message]) -> int:
+    """How many of the latest replies in a row drew a format-error observation."""
+    count = 0
+    for message in reversed(messages):
+        if message.author == "env" and is_format_error(message.content):
+            count += 1
+        elif message.author != "student":
+            break
+    return count

@@ -93,3 +93,28 @@ def test_switching_needs_the_policies_it_uses() -> None:
         SwitchingPolicy(None, Recorder("e", "expert"), switch_step=None)
     with pytest.raises(ValueError, match="expert"):
         SwitchingPolicy(Recorder("s", "student"), None, switch_step=3)
+
+
+def format_error_streak(errors: int) -> list[Message]:
+    messages = conversation(1)
+    for turn in range(1, 1 + errors):
+        messages += [
+            Message("assistant", "gibberish", "student", turn),
+            Message("user", "FORMAT ERROR: no function call", "env", turn),
+        ]
+    return messages
+
+
+def test_adaptive_handover_after_consecutive_format_errors() -> None:
+    policy = SwitchingPolicy(
+        Recorder("s", "student"), Recorder("e", "expert"), switch_step=30, handover_after_format_errors=2
+    )
+    assert policy.act(format_error_streak(1)).author == "student"
+    assert policy.act(format_error_streak(2)).author == "expert"
+    assert policy.handover_turn == 3
+    assert policy.act(conversation(5)).author == "expert"
+
+
+def test_adaptive_handover_needs_an_expert() -> None:
+    policy = SwitchingPolicy(Recorder("s", "student"), None, switch_step=None, handover_after_format_errors=1)
+    assert policy.act(format_error_streak(3)).author == "student"
