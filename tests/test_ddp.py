@@ -83,3 +83,24 @@ def test_two_rank_ddp_gradient_equals_the_single_process_gradient(tmp_path):
 
 if __name__ == "__main__":
     worker(Path(sys.argv[1]))
+
+
+@pytest.mark.slow
+def test_the_entry_point_trains_with_two_cpu_processes_and_rank_zero_exports(tmp_path):
+    """Hydra + Lightning relaunch the second rank; the data plan's step totals hold across ranks."""
+    from oec.sft.loggers import read_metrics
+    from oec.store import TrajectoryStore
+
+    with TrajectoryStore.open(tmp_path / "stores" / "demo", config={"test": True}) as store:
+        for index in range(6):
+            store.append(trajectory(index, turns=2 + index % 2))
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "oec.train", "+exp=demo", f"paths.root={tmp_path}", "logger=local"]
+    command += [f"hydra.run.dir={run}", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = [r for r in read_metrics(run / "metrics.jsonl") if "train/loss" in r]
+    # Five training examples, two per step (one per rank): 3 steps, the last with a filler.
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert (run / "model" / "oec_export.json").is_file()

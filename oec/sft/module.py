@@ -204,8 +204,9 @@ class SFTModule(L.LightningModule):
         stats = self.trainer.strategy.reduce(local, reduce_op="sum").cpu()
         self._val_stats = None
         if stats[1] > 0:
-            self.log("val/loss", float(stats[0] / stats[1]), prog_bar=True)
-            self.log("val/supervised_tokens", float(stats[1]))
+            # Already summed over ranks; sync_dist only keeps Lightning's view identical on every rank.
+            self.log("val/loss", float(stats[0] / stats[1]), prog_bar=True, sync_dist=True)
+            self.log("val/supervised_tokens", float(stats[1]), sync_dist=True)
 
     def on_validation_end(self) -> None:
         # Validation time is not training throughput.
