@@ -331,3 +331,17 @@ def test_train_metrics_reach_the_local_file(tmp_path, examples, tokenizer):
         "train/tokens_per_s",
         "train/lr",
     } <= records[0].keys()
+
+
+def test_resume_picks_the_newest_checkpoint_of_the_run(tmp_path):
+    from oec.sft.trainer import latest_checkpoint
+
+    assert latest_checkpoint(tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.write_bytes(b"")
+    os.utime(last, (1, 1))
+    assert latest_checkpoint(tmp_path) == last
+    # SLURM pre-emption: Lightning saved hpc_ckpt_1.ckpt after last.ckpt.
+    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"")
+    assert latest_checkpoint(tmp_path) == tmp_path / "hpc_ckpt_1.ckpt"

@@ -2,7 +2,8 @@
 
 Layout of ``run_dir``::
 
-    checkpoints/last.ckpt, checkpoints/step*.ckpt   Lightning checkpoints (resume from last.ckpt)
+    checkpoints/last.ckpt, checkpoints/step*.ckpt   Lightning checkpoints (train.resume=true continues
+    hpc_ckpt_*.ckpt                                  from the newest; SLURM pre-emption writes hpc_ckpt)
     metrics.jsonl                                    train/* and val/* records, one per line
     wandb/                                           the W&B run (offline unless logger.wandb.mode)
     model/                                           the exported model; present only when complete
@@ -22,6 +23,7 @@ from typing import Any
 import lightning as L
 
 from oec.chat import load_tokenizer
+from oec.config import ConfigError
 from oec.data.config import DataConfig
 from oec.data.datamodule import SFTDataModule
 from oec.modeling import build_model, resolve_attention
@@ -29,7 +31,7 @@ from oec.sft.config import ModelConfig, TrainConfig, TrainerConfig, check_enviro
 from oec.sft.export import MANIFEST, export_pretrained, is_complete_export, load_checkpoint_weights
 from oec.sft.loggers import LoggerConfig, build_loggers
 from oec.sft.module import OptimConfig, SFTModule
-from oec.sft.trainer import CHECKPOINTS, build_trainer
+from oec.sft.trainer import CHECKPOINTS, build_trainer, latest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,11 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
     if settings.train.resume and is_complete_export(export_dir):
         log.info("%s is complete (%s present): nothing to resume", export_dir, MANIFEST)
         return export_dir
+    if not settings.train.resume and (latest_checkpoint(run_dir) is not None or export_dir.exists()):
+        raise ConfigError(
+            f"train.run_dir: {run_dir} already holds a training run; continue it with train.resume=true "
+            "or train into another directory"
+        )
 
     model_cfg = settings.model
     attention, reason = resolve_attention(model_cfg.attn_implementation)
@@ -89,17 +96,16 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
         module.configure_model()
     loggers = build_loggers(settings.logger, run_dir, settings.name, config)
     trainer = build_trainer(settings.trainer, model_cfg, run_dir, loggers)
-    last = run_dir / CHECKPOINTS / "last.ckpt"
-    resume_from = str(last) if settings.train.resume and last.exists() else None
-    if settings.train.resume and resume_from is None:
-        log.warning("train.resume=true but %s does not exist: training from the start", last)
+    resume_from = latest_checkpoint(run_dir) if settings.train.resume else None
+    if settings.train.resume:
+        log.info("resuming from %s", resume_from or f"nothing (no checkpoint in {run_dir} yet)")
     if resume_from is not None and settings.trainer.max_steps > 0:
         # Lightning 2.6 restarts step-budgeted runs inside the epoch they saved at; from an end-of-epoch
         # checkpoint that re-enters a finished epoch and counts it twice against max_epochs.
         log.warning(
             "resuming with trainer.max_steps=%d: an epoch may be counted twice", settings.trainer.max_steps
         )
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from and str(resume_from))
     if not settings.train.export:
         return None
 

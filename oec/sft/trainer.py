@@ -5,7 +5,8 @@ Strategies: ``auto`` (one device), ``ddp`` (gloo on CPU processes, NCCL on GPUs)
 from ``GradientCheckpointingLayer``, so one policy fits Qwen2 and any other architecture) and
 ``deepspeed`` (ZeRO-3 by default). Activation checkpointing is the model's own
 (``model.gradient_checkpointing``), whatever the strategy. Checkpoints go to
-``<run_dir>/checkpoints`` with ``last.ckpt`` always kept, which ``ckpt_path="last"`` resumes from.
+``<run_dir>/checkpoints`` with ``last.ckpt`` always kept; :func:`latest_checkpoint` finds where to
+resume.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from oec.sft.config import ModelConfig, TrainerConfig
 
 CHECKPOINTS = "checkpoints"
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint of a run: ``checkpoints/last.ckpt`` or a SLURM pre-emption ``hpc_ckpt_*``.
+
+    Lightning writes ``hpc_ckpt_<n>.ckpt`` into the run directory when SLURM signals the end of the
+    time limit, and requeues the job; that checkpoint is newer than ``last.ckpt``.
+    """
+    run_dir = Path(run_dir)
+    candidates = [run_dir / CHECKPOINTS / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
+    return max((p for p in candidates if p.exists()), key=lambda p: p.stat().st_mtime, default=None)
 
 
 def build_strategy(cfg: TrainerConfig) -> Strategy | str:
