@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from oec.config import ConfigError, parse, to_container
 from oec.data.config import load_data_config
+from oec.data.mix import MixError
 from oec.sft.config import ModelConfig, TrainConfig, TrainerConfig
 from oec.sft.loggers import LoggerConfig
 from oec.sft.module import OptimConfig
@@ -56,6 +57,8 @@ def main(cfg: DictConfig) -> None:
         run_training(settings, config=_loggable(cfg))
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
+    except MixError as exc:
+        raise SystemExit(f"data error: {exc}") from None
 
 
 if __name__ == "__main__":

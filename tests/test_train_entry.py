@@ -68,6 +68,16 @@ def test_a_missing_checkpoint_folder_is_refused_before_anything_is_written(tmp_p
     assert not (tmp_path / "run").exists()
 
 
+def test_a_missing_store_is_refused_before_a_model_or_logger_starts(tmp_path):
+    from oec.data.mix import MixError
+
+    run = tmp_path / "run"
+    settings = load_settings(compose_config("+exp=demo", f"paths.root={tmp_path}", f"train.run_dir={run}"))
+    with pytest.raises(MixError, match=r"data\.sources\[0\].*does not exist"):
+        run_training(settings)
+    assert not run.exists()
+
+
 def test_slurm_launcher_follows_the_trainer_node_count():
     cfg = compose_config("+exp=oec_32b", "hydra/launcher=slurm", "trainer.num_nodes=4", hydra=True)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
@@ -109,6 +119,8 @@ def test_demo_trains_resumes_and_exports_through_the_entry_point(tmp_path):
     train(*common, "trainer.max_epochs=2", "train.resume=true", "logger=local", cwd=tmp_path)
     records = [r for r in read_metrics(run / "metrics.jsonl") if "train/loss" in r]
     assert [r["step"] for r in records] == [1, 2]
+    data = [r for r in read_metrics(run / "metrics.jsonl") if "data/train/examples" in r]
+    assert [r["data/train/examples"] for r in data] == [5, 5]  # once per start
     # The warm-up continues where the first run stopped: 0 at step 1, half the peak at step 2.
     assert records[0]["train/lr"] == 0 and records[1]["train/lr"] == pytest.approx(0.5e-4)
     assert all(r["train/supervised_tokens"] > 0 and r["train/tokens_per_s"] > 0 for r in records)
@@ -135,7 +147,8 @@ def test_a_seed_sweep_runs_one_job_per_seed(tmp_path):
         "logger=local",
         cwd=tmp_path,
     )
-    losses = [read_metrics(sweep / job / "metrics.jsonl")[0]["train/loss"] for job in ("0", "1")]
+    records = [read_metrics(sweep / job / "metrics.jsonl") for job in ("0", "1")]
+    losses = [next(r["train/loss"] for r in job if "train/loss" in r) for job in records]
     # Different seeds draw different tiny models and batch orders.
     assert losses[0] != losses[1]
 

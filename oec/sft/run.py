@@ -4,7 +4,7 @@ Layout of ``run_dir``::
 
     checkpoints/last.ckpt, checkpoints/step*.ckpt   Lightning checkpoints (train.resume=true continues
     hpc_ckpt_*.ckpt                                  from the newest; SLURM pre-emption writes hpc_ckpt)
-    metrics.jsonl                                    train/* and val/* records, one per line
+    metrics.jsonl                                    data/*, train/* and val/* records, one per line
     wandb/                                           the W&B run (offline unless logger.wandb.mode)
     model/                                           the exported model; present only when complete
 
@@ -75,6 +75,8 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
     L.seed_everything(settings.seed, workers=True)
     tokenizer = load_tokenizer(model_cfg.tokenizer or (None if model_cfg.is_tiny else model_cfg.name_or_path))
     data = SFTDataModule(settings.data, tokenizer, shuffle_seed=settings.seed)
+    # Build the mix now: a missing or empty store fails before a model is built or a logger started.
+    data.setup("fit")
 
     def make_model():
         return build_model(
@@ -95,6 +97,8 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
         # placeholders from_pretrained cannot load into; build the model first, DeepSpeed partitions it.
         module.configure_model()
     loggers = build_loggers(settings.logger, run_dir, settings.name, config)
+    for logger in loggers:
+        logger.log_metrics(data.mix.summary.metrics(), step=0)
     trainer = build_trainer(settings.trainer, model_cfg, run_dir, loggers)
     resume_from = latest_checkpoint(run_dir) if settings.train.resume else None
     if settings.train.resume:
