@@ -55,7 +55,7 @@ def stages(run: Path, exp: str, extra: list[str]) -> list[Stage]:
 
     def train(name: str, sources: list[tuple[str, str]]) -> Stage:
         listed = ",".join(f"{{path:{run / 'stores' / store},arm:{arm}}}" for store, arm in sources)
-        argv = [*py, "oec.train", *common, f"name={name}", f"data.sources=[{listed}]"]
+        argv = [*py, "oec.train", *common, f"name={name}", f"data.sources=[{listed}]", "train.resume=true"]
         argv.append(f"hydra.run.dir={run / 'train' / name}")
         return Stage(f"train {name}", argv, run / "train" / name / "model" / "oec_export.json")
 

@@ -40,6 +40,10 @@ def chunked_ce_sum(lm_head: nn.Module, hidden: Tensor, targets: Tensor, chunk_si
         # A micro-batch without targets still yields a zero connected to the LM head and the base
         # model, so every parameter gets a (zero) gradient and data-parallel ranks stay in step.
         return lm_head(hidden).float().sum()
+    if hidden.shape[0] <= chunk_size:
+        # One chunk: its logits are alive at the peak either way, so recomputing them in backward
+        # (checkpointing) would only cost a second LM-head forward and log-softmax.
+        return _chunk_ce_sum(lm_head, hidden, targets)
     total = None
     for start in range(0, hidden.shape[0], chunk_size):
         h, t = hidden[start : start + chunk_size], targets[start : start + chunk_size]
