@@ -29,8 +29,8 @@ _IM_END_ID = 151645
 TINY_QWEN2: dict[str, Any] = {
     # The Qwen2.5 tokenizer has 151,669 entries; rounded up to a multiple of 64 as Qwen does.
     "vocab_size": 151_680,
-    "hidden_size": 256,
-    "intermediate_size": 704,
+    "hidden_size": 128,
+    "intermediate_size": 384,
     "num_hidden_layers": 4,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
@@ -38,7 +38,7 @@ TINY_QWEN2: dict[str, Any] = {
     "max_position_embeddings": 32_768,
     "rms_norm_eps": 1e-6,
     "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0},
-    # Tied embeddings keep the 151k x 256 matrix from being stored twice (~39M parameters in all).
+    # Tied embeddings keep the 151k x 128 matrix from being stored twice (~20M parameters in all).
     "tie_word_embeddings": True,
     "use_sliding_window": False,
     "bos_token_id": _ENDOFTEXT_ID,

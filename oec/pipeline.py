@@ -43,7 +43,7 @@ class Stage:
     """Exists once the stage has finished; a resumed pipeline skips the stage then."""
 
 
-def stages(run: Path, exp: str, extra: list[str]) -> list[Stage]:
+def stages(run: Path, exp: str, extra: list[str], min_samples: int = 3) -> list[Stage]:
     py = [sys.executable, "-m"]
     common = [f"+exp={exp}", f"paths.root={run}", *extra]
 
@@ -63,13 +63,16 @@ def stages(run: Path, exp: str, extra: list[str]) -> list[Stage]:
         model = run / "train" / name / "model"
         argv = [*py, "oec.evaluate", *common, f"name={name}", "policy@student=hf_local"]
         argv += [f"student.model={model}", f"evaluate.store={run / 'eval' / name}"]
+        # The student alone gets fewer calls than the oracle needs at most: a CPU-time budget.
+        argv.append("agent.limits.max_calls=8")
         argv.append(f"hydra.run.dir={run / 'logs' / f'eval_{name}'}")
         return Stage(f"evaluate {name}", argv, run / "eval" / name / "report.json")
 
     def analyse(name: str) -> Stage:
         out = run / "analysis" / name
         argv = [*py, "analysis.covariate_shift", "--student", str(run / "eval" / name)]
-        argv += ["--expert", str(run / "stores" / "expert_test"), "--out", str(out), "--min-samples", "3"]
+        argv += ["--expert", str(run / "stores" / "expert_test"), "--out", str(out)]
+        argv += ["--min-samples", str(min_samples)]
         return Stage(f"analyse {name}", argv, out / "turnwise.csv")
 
     bc_student = run / "train" / "bc" / "model"
@@ -182,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m oec.pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", type=Path, help="resume this run directory (default: a new one)")
     parser.add_argument("--exp", default="demo", help="experiment config applied to every stage")
+    parser.add_argument(
+        "--min-samples", type=int, default=3, help="analysis: fewest rollouts per group at a turn index"
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every stage")
     args = parser.parse_args(argv)
     run = args.run_dir or Path("outputs") / "pipeline" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
@@ -190,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
     timings_file = run / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    for stage in stages(run, args.exp, args.overrides):
+    for stage in stages(run, args.exp, args.overrides, args.min_samples):
         if stage.done.exists():
             console.print(f"[green]skip[/] {stage.name}: {stage.done} exists")
             continue

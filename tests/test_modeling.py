@@ -26,7 +26,7 @@ def tiny() -> torch.nn.Module:
 def test_tiny_is_a_small_qwen2_with_the_real_vocabulary(tiny: torch.nn.Module) -> None:
     config = tiny.config
     assert config.model_type == "qwen2"
-    assert (config.num_hidden_layers, config.hidden_size) == (4, 256)
+    assert (config.num_hidden_layers, config.hidden_size) == (4, 128)
     assert config.vocab_size >= len(load_tokenizer())
     assert tiny.lm_head.weight is tiny.model.embed_tokens.weight
     assert sum(p.numel() for p in tiny.parameters()) < 50_000_000
