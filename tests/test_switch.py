@@ -62,7 +62,11 @@ def test_modes_follow_the_schedule(schedule: str, mode: str, k: int | None) -> N
 
 @pytest.mark.parametrize(
     ("node", "key"),
-    [({"schedule": "sometimes"}, "switch.schedule"), ({"lo": 9, "hi": 2}, "switch.lo"), ({"kk": 1}, "switch.kk")],
+    [
+        ({"schedule": "sometimes"}, "switch.schedule"),
+        ({"lo": 9, "hi": 2}, "switch.lo"),
+        ({"kk": 1}, "switch.kk"),
+    ],
 )
 def test_bad_switch_config_names_the_key(node: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

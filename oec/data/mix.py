@@ -4,8 +4,9 @@ For each source (a store read as one arm), in order: read its trajectories; keep
 source's arm (and, by default, only accepted ones); render them with the loss mask
 (:func:`oec.data.render.render_many`; refusals are counted by reason); drop duplicates (same instance,
 same ids and mask, across all sources, first source wins, even if a cap below later drops that
-first copy); cap examples per instance; cap examples per source. The surviving examples are split into train/val by task instance (a seeded shuffle of
-the instance ids, shared by all sources, so an instance never lands on both sides); then each
+first copy); cap examples per instance; cap examples per source. The surviving examples are split
+into train/val by task instance (a seeded shuffle of the instance ids, shared by all sources, so an
+instance never lands on both sides); then each
 source's training examples are re-weighted (repeated or subsampled) by its ``weight``.
 
 Every random choice draws from its own ``random.Random`` seeded by ``data.seed`` and a purpose
