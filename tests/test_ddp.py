@@ -28,6 +28,7 @@ from tests.test_sft import (
     reference_gradient,
     trajectory,
 )
+from tests.test_train_entry import DEMO_PINS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,6 +98,7 @@ def test_the_entry_point_trains_with_two_cpu_processes_and_rank_zero_exports(tmp
     run = tmp_path / "run"
     command = [sys.executable, "-m", "oec.train", "+exp=demo", f"paths.root={tmp_path}", "logger=local"]
     command += [f"hydra.run.dir={run}", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    command += list(DEMO_PINS)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
