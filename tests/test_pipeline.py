@@ -14,7 +14,6 @@ pytestmark = pytest.mark.slow
 
 SMALL = [
     "tasks.limit=2",
-    "agent.limits.max_calls=3",
     "student.max_new_tokens=8",
     "trainer.max_steps=2",
     "data.val_fraction=0",
