@@ -24,7 +24,7 @@ SMALL = [
 def test_make_run_pipeline_end_to_end(tmp_path: Path) -> None:
     run = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "offline"}
-    argv = [sys.executable, "-m", "oec.pipeline", "--run-dir", str(run), "--min-samples", "1", *SMALL]
+    argv = [sys.executable, "-m", "oec.pipeline", "--run-dir", str(run), "--min-samples", "2", *SMALL]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
