@@ -146,7 +146,7 @@ def main(cfg: DictConfig) -> None:
         store.close()
     wanted = {t.instance_id for t in loaded.tasks}
     trajectories = [t for t in store.read() if t.instance_id in wanted]
-    report = write_results(trajectories, student.name, Path(options.store))
+    report = write_results(trajectories, student.model_name, Path(options.store))
     low, high = report["resolve_rate_ci95"]
     print(
         f"eval/resolve_rate {report['resolve_rate']:.3f} (95% CI {low:.3f}-{high:.3f}) "
