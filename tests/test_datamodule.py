@@ -17,7 +17,6 @@ import lightning as L
 from test_mix import make_trajectory, write_store
 from transformers import Qwen2Config, Qwen2Model
 
-from oec.chat import load_tokenizer
 from oec.data.collate import ExampleDataset, collate, collate_packed
 from oec.data.config import load_data_config
 from oec.data.datamodule import SFTDataModule
@@ -25,11 +24,6 @@ from oec.data.plan import PlanItem, StepBatchSampler, plan_epoch
 from oec.data.render import render
 
 SUPERVISED = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer()
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import torch
 from oec.chat import load_tokenizer
 from oec.data.render import render
 from oec.sft.module import OptimConfig, SFTModule
-from tests.test_sft import (
+from tests.sft_helpers import (
     GradientRecorder,
     assert_same_gradients,
     loader,

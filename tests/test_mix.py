@@ -15,7 +15,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from hydra import compose, initialize_config_dir
 
-from oec.chat import load_tokenizer
 from oec.config import ConfigError
 from oec.data.config import load_data_config
 from oec.data.mix import MixError, build_mix, print_summary
@@ -66,11 +65,6 @@ def write_store(path: Path, trajectories: list[Trajectory]) -> Path:
         for trajectory in trajectories:
             store.append(trajectory)
     return path
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer()
 
 
 @pytest.fixture(scope="module")

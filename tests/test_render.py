@@ -11,7 +11,6 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from oec.chat import load_tokenizer
 from oec.data import show
 from oec.data.render import END_OF_TURN, RenderError, render, render_many
 from oec.store import TrajectoryStore
@@ -59,11 +58,6 @@ def oec_trajectory() -> Trajectory:
             Message("assistant", EXPERT_2, "expert", 3),
         ]
     )
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer()
 
 
 def supervised_text(example, tokenizer) -> list[str]:
