@@ -15,7 +15,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from oec.chat import load_tokenizer
-from oec.modeling import TINY_QWEN2, build_model, resolve_attention, resolve_dtype
+from oec.modeling import (
+    TINY_QWEN2,
+    NonzeroRowsHead,
+    build_model,
+    resolve_attention,
+    resolve_dtype,
+    skip_zero_lm_head_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +87,22 @@ def test_dtype_resolution() -> None:
     assert resolve_dtype("float16") == torch.float16
     with pytest.raises(ValueError, match="dtype"):
         resolve_dtype("fp8")
+
+
+def test_skipping_zero_head_rows_keeps_logits_and_greedy_output_exact() -> None:
+    model = build_model("tiny", seed=3)
+    with torch.no_grad():
+        model.get_output_embeddings().weight[2_000:] = 0  # tied: the embedding rows too
+    prompt = torch.randint(0, 2_000, (1, 12))
+    expected_logits = model(input_ids=prompt).logits
+    expected = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert skip_zero_lm_head_rows(model) == TINY_QWEN2["vocab_size"] - 2_000
+    assert isinstance(model.get_output_embeddings(), NonzeroRowsHead)
+    torch.testing.assert_close(model(input_ids=prompt).logits, expected_logits)
+    assert torch.equal(model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0), expected)
+
+
+def test_a_dense_head_is_left_alone(tiny: torch.nn.Module) -> None:
+    head = tiny.get_output_embeddings()
+    assert skip_zero_lm_head_rows(tiny) == 0
+    assert tiny.get_output_embeddings() is head

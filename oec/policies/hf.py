@@ -16,6 +16,7 @@ no ``torch.Generator``), so the RNG is forked and seeded for the call, under the
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -24,10 +25,12 @@ from transformers import GenerationConfig
 
 from oec.agent.prompts import OBSERVATION_PREFIX
 from oec.chat import load_tokenizer
-from oec.modeling import TINY, build_model, resolve_dtype
+from oec.modeling import TINY, build_model, resolve_dtype, skip_zero_lm_head_rows
 from oec.policies import PolicyConfig
 from oec.policies.base import ContextLimitExceeded, Reply
 from oec.types import Message, Task, Usage
+
+log = logging.getLogger(__name__)
 
 ELIDED_OBSERVATION = "Old environment output: ({lines} lines omitted)"
 """What an observation older than the last N becomes (SWE-agent's wording)."""
@@ -77,6 +80,13 @@ class HFPolicyBuilder:
             attn_implementation=config.attn_implementation,
             seed=config.init_seed,
         )
+        skipped = skip_zero_lm_head_rows(model)
+        if skipped:
+            log.info(
+                "%s: the LM head skips its %d zero rows (exact logits, faster decoding)",
+                config.model,
+                skipped,
+            )
         self.model = model.to(self.device)
         tokenizer_source = config.tokenizer or (None if config.model == TINY else config.model)
         self.tokenizer = load_tokenizer(tokenizer_source)

@@ -34,6 +34,9 @@ class ModelConfig:
     max_seq_len: int = 32768  # longest training example, in tokens
     gradient_checkpointing: bool = False  # recompute decoder layers in backward (HF, non-reentrant)
     loss_chunk_size: int = 1024  # supervised positions per LM-head chunk (bounds logits memory)
+    # "data" (random init only): ids absent from the training split keep zero embedding and LM-head
+    # rows, and the exact loss is computed over the used ids alone (oec/sft/vocab.py); "full": all rows.
+    vocab: Literal["full", "data"] = "full"
 
     def __post_init__(self) -> None:
         if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
@@ -45,6 +48,11 @@ class ModelConfig:
             raise ValueError(f"model.max_seq_len: must be >= 2, got {self.max_seq_len}")
         if self.loss_chunk_size < 1:
             raise ValueError(f"model.loss_chunk_size: must be >= 1, got {self.loss_chunk_size}")
+        if self.vocab == "data" and not self.is_tiny:
+            raise ValueError(
+                "model.vocab: 'data' zeroes the rows of every id the training data does not use, which only "
+                f"suits a random-init model (name_or_path=tiny), not {self.name_or_path!r}; use 'full'"
+            )
 
     @property
     def is_tiny(self) -> bool:

@@ -30,6 +30,7 @@ from torch import Tensor
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from oec.sft.loss import masked_lm_loss_sum
+from oec.sft.vocab import UsedVocab
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ class SFTModule(L.LightningModule):
 
     ``model_factory`` builds the model inside ``configure_model`` so that sharded strategies can
     create it under their initialisation context. Batches hold ``input_ids``, ``loss_mask`` and
-    ``step_supervised_tokens`` (plus ``attention_mask`` / ``position_ids`` when present).
+    ``step_supervised_tokens`` (plus ``attention_mask`` / ``position_ids`` when present). With
+    ``vocab`` (random-init models only), the rows of ids outside it are zeroed when the model is built
+    and the loss computes logits for its ids only (:mod:`oec.sft.vocab`).
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class SFTModule(L.LightningModule):
         optim: OptimConfig,
         loss_chunk_size: int = 1024,
         gradient_checkpointing: bool = False,
+        vocab: UsedVocab | None = None,
     ) -> None:
         super().__init__()
         if loss_chunk_size < 1:
@@ -98,6 +102,7 @@ class SFTModule(L.LightningModule):
         self.optim = optim
         self.loss_chunk_size = loss_chunk_size
         self.gradient_checkpointing = gradient_checkpointing
+        self.vocab = vocab
         self.model: PreTrainedModel | None = None
         # Running sums kept on the device (no host sync per micro-batch), reduced over ranks per step:
         # [CE sum / step targets, supervised targets, tokens] and, for validation, [CE sum, targets].
@@ -111,6 +116,8 @@ class SFTModule(L.LightningModule):
             return
         model = self.model_factory()
         model.config.use_cache = False
+        if self.vocab is not None:
+            self.vocab.zero_unused_rows(model)
         if self.gradient_checkpointing:
             # Non-reentrant checkpointing composes with FSDP and with inputs that need no grad.
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -124,6 +131,9 @@ class SFTModule(L.LightningModule):
             betas=tuple(self.optim.betas),
             eps=self.optim.eps,
             weight_decay=self.optim.weight_decay,
+            # One fused kernel per step (9x faster than the per-tensor loop for the tiny model on a
+            # CPU); DeepSpeed drives the optimiser over its own partitions, so it keeps the default.
+            fused=not isinstance(self.trainer.strategy, DeepSpeedStrategy),
         )
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_cosine_with_min_lr_schedule_with_warmup(
@@ -145,7 +155,7 @@ class SFTModule(L.LightningModule):
         step_tokens = int(batch["step_supervised_tokens"])
         if step_tokens < 1:
             raise ValueError(f"batch {batch_idx}: step_supervised_tokens={step_tokens}; a step needs targets")
-        ce_sum, n = masked_lm_loss_sum(self.model, batch, self.loss_chunk_size)
+        ce_sum, n = masked_lm_loss_sum(self.model, batch, self.loss_chunk_size, self.vocab)
         mask = batch.get("attention_mask")
         tokens = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
         stats = torch.stack(
@@ -191,7 +201,7 @@ class SFTModule(L.LightningModule):
         self._step_started = time.perf_counter()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        ce_sum, n = masked_lm_loss_sum(self.model, batch, self.loss_chunk_size)
+        ce_sum, n = masked_lm_loss_sum(self.model, batch, self.loss_chunk_size, self.vocab)
         stats = torch.stack([ce_sum.double(), _as_double(n, ce_sum)])
         self._val_stats = stats if self._val_stats is None else self._val_stats + stats
 

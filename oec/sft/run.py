@@ -21,17 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from transformers import PreTrainedTokenizerBase
 
 from oec.chat import load_tokenizer
 from oec.config import ConfigError
 from oec.data.config import DataConfig
 from oec.data.datamodule import SFTDataModule
-from oec.modeling import build_model, resolve_attention
+from oec.modeling import TINY_QWEN2, build_model, resolve_attention
 from oec.sft.config import ModelConfig, TrainConfig, TrainerConfig, check_environment
 from oec.sft.export import MANIFEST, export_pretrained, is_complete_export, load_checkpoint_weights
 from oec.sft.loggers import LoggerConfig, build_loggers
 from oec.sft.module import OptimConfig, SFTModule
 from oec.sft.trainer import CHECKPOINTS, build_trainer, latest_checkpoint
+from oec.sft.vocab import UsedVocab
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,16 @@ class RunSettings:
     optim: OptimConfig
     data: DataConfig
     logger: LoggerConfig
+
+
+def used_vocab(data: SFTDataModule, tokenizer: PreTrainedTokenizerBase) -> UsedVocab:
+    """The ids of the tiny student's training split, padding and the tokenizer's special tokens."""
+    specials = [tokenizer.pad_token_id, *tokenizer.convert_tokens_to_ids(tokenizer.all_special_tokens)]
+    vocab = UsedVocab.of_sequences(
+        (example.input_ids for example in data.mix.train), TINY_QWEN2["vocab_size"], extra_ids=specials
+    )
+    log.info("model.vocab=data: %s by the training split", vocab.extra_repr())
+    return vocab
 
 
 def run_training(settings: RunSettings, config: dict[str, Any] | None = None) -> Path | None:
@@ -91,6 +103,7 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
         settings.optim,
         loss_chunk_size=model_cfg.loss_chunk_size,
         gradient_checkpointing=model_cfg.gradient_checkpointing,
+        vocab=used_vocab(data, tokenizer) if model_cfg.vocab == "data" else None,
     )
     if settings.trainer.strategy == "deepspeed":
         # Lightning runs configure_model inside deepspeed.zero.Init for ZeRO-3, whose partitioned
