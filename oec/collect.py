@@ -26,7 +26,7 @@ from oec.rollout import RolloutSettings, rollout_seed, run_rollout
 from oec.runtime import exit_on_sigterm
 from oec.store import TrajectoryStore
 from oec.switch import SwitchConfig
-from oec.tasks import TasksConfig, TasksConfigError, load_from_config
+from oec.tasks import LoadResult, TasksConfig, TasksConfigError, load_from_config
 from oec.types import Task
 from oec.verify import FilterConfig
 
@@ -129,6 +129,18 @@ def collect(
     return failures
 
 
+def select_tasks(options: TasksConfig) -> LoadResult:
+    """The tasks ``options`` select; bad rows are logged and skipped, and no task at all ends the run."""
+    loaded = load_from_config(options)
+    for error in loaded.errors:
+        log.error("skipping task: %s", error)
+    if not loaded.tasks:
+        raise SystemExit(
+            f"no tasks to run: the task source selected nothing on split {options.split!r} (see errors above)"
+        )
+    return loaded
+
+
 def collection_config(cfg: DictConfig) -> dict:
     """The part of the resolved config that defines a store's rollouts (checked on resume)."""
     keys = ("seed", "tasks", "env", "student", "expert", "switch", "filter", "agent")
@@ -149,11 +161,7 @@ def main(cfg: DictConfig) -> None:
         task_options = TasksConfig.from_dict(to_container(cfg.tasks))
     except (ConfigError, TasksConfigError) as exc:
         raise SystemExit(f"config error: {exc}") from None
-    loaded = load_from_config(task_options)
-    for error in loaded.errors:
-        log.error("skipping task: %s", error)
-    if not loaded.tasks:
-        raise SystemExit("no tasks to run: the task source selected nothing (see errors above)")
+    loaded = select_tasks(task_options)
     store = TrajectoryStore.open(
         options.store, config=collection_config(cfg), allow_config_change=options.allow_config_change
     )

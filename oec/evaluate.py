@@ -22,13 +22,13 @@ import hydra
 from omegaconf import DictConfig
 
 from oec.agent.actions import FormatError, parse_action
-from oec.collect import collect, collection_config, rollout_settings
+from oec.collect import collect, collection_config, rollout_settings, select_tasks
 from oec.config import ConfigError, parse, to_container
 from oec.policies import PolicyConfig
 from oec.runtime import exit_on_sigterm
 from oec.store import TrajectoryStore
 from oec.switch import SwitchConfig
-from oec.tasks import TasksConfig, TasksConfigError, load_from_config
+from oec.tasks import TasksConfig, TasksConfigError
 from oec.types import Trajectory
 
 log = logging.getLogger(__name__)
@@ -124,11 +124,7 @@ def main(cfg: DictConfig) -> None:
         task_options = dataclasses.replace(tasks_config, split=options.split)
     except (ConfigError, TasksConfigError) as exc:
         raise SystemExit(f"config error: {exc}") from None
-    loaded = load_from_config(task_options)
-    for error in loaded.errors:
-        log.error("skipping task: %s", error)
-    if not loaded.tasks:
-        raise SystemExit(f"no tasks to evaluate on split {options.split!r}")
+    loaded = select_tasks(task_options)
     config = collection_config(cfg) | {"evaluate": dict(cfg.evaluate), "switch": {"schedule": "never"}}
     store = TrajectoryStore.open(options.store, config=config)
     try:
