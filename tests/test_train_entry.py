@@ -24,7 +24,7 @@ from oec.sft.loggers import read_metrics
 from oec.sft.run import run_training
 from oec.store import TrajectoryStore
 from oec.train import load_settings
-from tests.test_sft import trajectory
+from tests.sft_helpers import trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
