@@ -236,3 +236,24 @@ def test_resume_picks_the_newest_checkpoint_of_the_run(tmp_path):
     # SLURM pre-emption: Lightning saved hpc_ckpt_1.ckpt after last.ckpt.
     (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"")
     assert latest_checkpoint(tmp_path) == tmp_path / "hpc_ckpt_1.ckpt"
+
+
+@pytest.mark.parametrize(("precision", "fused"), [("32-true", True), ("bf16-mixed", False)])
+def test_clipped_steps_use_the_fused_optimizer_unless_amp_must_unscale_first(
+    examples, tokenizer, precision, fused
+):
+    trainer = L.Trainer(
+        accelerator="cpu",
+        precision=precision,
+        max_steps=2,
+        gradient_clip_val=1.0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
+    module = SFTModule(micro_model, OptimConfig(warmup_steps=0), loss_chunk_size=64)
+    trainer.fit(module, train_dataloaders=loader(examples, tokenizer, 2, 1))
+    assert trainer.global_step == 2
+    assert trainer.optimizers[0].defaults["fused"] is fused

@@ -25,7 +25,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.strategies import DeepSpeedStrategy
+from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from torch import Tensor
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
@@ -131,9 +132,7 @@ class SFTModule(L.LightningModule):
             betas=tuple(self.optim.betas),
             eps=self.optim.eps,
             weight_decay=self.optim.weight_decay,
-            # One fused kernel per step (9x faster than the per-tensor loop for the tiny model on a
-            # CPU); DeepSpeed drives the optimiser over its own partitions, so it keeps the default.
-            fused=not isinstance(self.trainer.strategy, DeepSpeedStrategy),
+            fused=self._fused_optimizer_allowed(),
         )
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_cosine_with_min_lr_schedule_with_warmup(
@@ -143,6 +142,30 @@ class SFTModule(L.LightningModule):
             min_lr_rate=self.optim.min_lr_ratio,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _fused_optimizer_allowed(self) -> bool:
+        """Fused AdamW (one kernel per step: 9x faster than the per-tensor loop for the tiny model on a
+        CPU), except where Lightning or DeepSpeed must see the gradients between backward and step:
+        Lightning's AMP plugin refuses to clip for an optimiser that unscales internally, and DeepSpeed
+        drives the optimiser over its own partitions."""
+        return not isinstance(self.trainer.strategy, DeepSpeedStrategy) and not isinstance(
+            self.trainer.precision_plugin, MixedPrecision
+        )
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm=None,
+    ) -> None:
+        if gradient_clip_val is None or gradient_clip_val <= 0:
+            return
+        if isinstance(self.trainer.strategy, FSDPStrategy):
+            # Lightning's FSDP precision plugin refuses norm clipping; the root FSDP module clips by
+            # the norm over all shards.
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def _grad_scale(self) -> int:
         return gradient_scale(
