@@ -79,18 +79,26 @@ class GradientRecorder(L.Callback):
         self.grads = {n: p.grad.detach().clone() for n, p in module.named_parameters() if p.grad is not None}
 
 
+def quiet_trainer(**settings) -> L.Trainer:
+    """A Lightning trainer for tests: by default no logger, checkpoints, progress bar or summary, and
+    no distributed sampler (batches come from the global batch plan); ``settings`` override."""
+    quiet = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "use_distributed_sampler": False,
+    }
+    return L.Trainer(**(quiet | settings))
+
+
 def one_step_gradient(examples, tokenizer, micro_batch_size, accumulate, packing=False):
     recorder = GradientRecorder()
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         accelerator="cpu",
         devices=1,
         max_steps=1,
         accumulate_grad_batches=accumulate,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
         callbacks=[recorder],
     )
     module = SFTModule(micro_model, OptimConfig(warmup_steps=0), loss_chunk_size=64)

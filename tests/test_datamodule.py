@@ -22,6 +22,7 @@ from oec.data.config import load_data_config
 from oec.data.datamodule import SFTDataModule
 from oec.data.plan import PlanItem, StepBatchSampler, plan_epoch
 from oec.data.render import render
+from tests.sft_helpers import quiet_trainer
 
 SUPERVISED = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]
 
@@ -163,11 +164,13 @@ def test_datamodule_serves_the_plan_through_lightning(tmp_path: Path, tokenizer)
         {"sources": [{"path": str(store), "arm": "oec"}], "val_fraction": 0.3, "micro_batch_size": 2}
     )
     module, data = _Recorder(), SFTDataModule(config, tokenizer, shuffle_seed=3)
-    trainer = L.Trainer(
-        accelerator="cpu", max_epochs=2, accumulate_grad_batches=2, use_distributed_sampler=False,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0,
-    )  # fmt: skip
+    trainer = quiet_trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        accumulate_grad_batches=2,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     trainer.fit(module, datamodule=data)
     assert len(data.mix.train) == 5 and len(data.mix.val) == 2
     per_epoch = len(module.steps) // 2

@@ -25,6 +25,7 @@ from tests.sft_helpers import (
     assert_same_gradients,
     loader,
     micro_model,
+    quiet_trainer,
     reference_gradient,
     trajectory,
 )
@@ -50,17 +51,12 @@ class PlannedExamples(L.LightningDataModule):
 
 def worker(out: Path) -> None:
     recorder = GradientRecorder()
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         accelerator="cpu",
         devices=2,
         strategy="ddp",
         max_steps=1,
         accumulate_grad_batches=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
         callbacks=[recorder],
     )
     trainer.fit(

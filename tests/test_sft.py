@@ -31,6 +31,7 @@ from tests.sft_helpers import (
     loader,
     micro_model,
     one_step_gradient,
+    quiet_trainer,
     reference_gradient,
 )
 
@@ -100,14 +101,9 @@ def test_warmup_then_cosine_schedule(examples, tokenizer):
         def on_before_optimizer_step(self, trainer, module, optimizer):
             lrs.append(optimizer.param_groups[0]["lr"])
 
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         accelerator="cpu",
         max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
         callbacks=[LrRecorder()],
     )
     optim = OptimConfig(lr=1e-3, warmup_steps=2, min_lr_ratio=0.1)
@@ -199,16 +195,12 @@ def test_checkpoint_weights_must_come_from_the_sft_module(tmp_path):
 def test_train_metrics_reach_the_local_file(tmp_path, examples, tokenizer):
     from oec.sft.loggers import JsonlLogger, read_metrics
 
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         accelerator="cpu",
         max_steps=2,
         accumulate_grad_batches=2,
         logger=[JsonlLogger(tmp_path / "metrics.jsonl")],
         log_every_n_steps=1,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
     )
     trainer.fit(SFTModule(micro_model, OptimConfig()), train_dataloaders=loader(examples, tokenizer, 1, 2))
     records = read_metrics(tmp_path / "metrics.jsonl")
@@ -242,16 +234,11 @@ def test_resume_picks_the_newest_checkpoint_of_the_run(tmp_path):
 def test_clipped_steps_use_the_fused_optimizer_unless_amp_must_unscale_first(
     examples, tokenizer, precision, fused
 ):
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         accelerator="cpu",
         precision=precision,
         max_steps=2,
         gradient_clip_val=1.0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
     )
     module = SFTModule(micro_model, OptimConfig(warmup_steps=0), loss_chunk_size=64)
     trainer.fit(module, train_dataloaders=loader(examples, tokenizer, 2, 1))

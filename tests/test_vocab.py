@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +11,7 @@ from oec.sft.config import ModelConfig
 from oec.sft.loss import masked_lm_loss_sum
 from oec.sft.module import OptimConfig, SFTModule
 from oec.sft.vocab import UsedVocab
-from tests.sft_helpers import MICRO, loader, micro_model
+from tests.sft_helpers import MICRO, loader, micro_model, quiet_trainer
 
 
 def tied_micro_model(seed: int = 0) -> Qwen2ForCausalLM:
@@ -77,14 +76,9 @@ def test_unused_rows_stay_zero_through_training_and_the_model_keeps_its_full_voc
     module = SFTModule(
         tied_micro_model, OptimConfig(lr=1e-2, warmup_steps=0), loss_chunk_size=16, vocab=vocab
     )
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         accelerator="cpu",
         max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
     )
     before = tied_micro_model().get_input_embeddings().weight.detach().clone()
     trainer.fit(module, train_dataloaders=loader(examples, tokenizer, 2, 1, packing=False))
