@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules: the real Qwen2.5 tokenizer and the rendered SFT examples."""
+"""What every test module shares: an offline environment (no model hub, W&B offline), the real Qwen2.5
+tokenizer and the rendered SFT examples."""
 
 from __future__ import annotations
 

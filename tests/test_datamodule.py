@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import os
 from collections import Counter
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import lightning as L
 from test_mix import make_trajectory, write_store
 from transformers import Qwen2Config, Qwen2Model
 

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 from hydra import compose, initialize_config_dir
+from rich.console import Console
 
 from oec.config import ConfigError
 from oec.data.config import load_data_config

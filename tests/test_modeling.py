@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from oec.chat import load_tokenizer
 from oec.modeling import (

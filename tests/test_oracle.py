@@ -9,8 +9,6 @@ fix plus an edited test file. The submitted patch must equal the gold patch and 
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +32,7 @@ from oec.policies.oracle import (
 )
 from oec.switch import SwitchingPolicy
 from oec.tasks import load_tasks
+from oec.tasks.gitrepo import commit_all, git
 from oec.types import Message, Task, Usage
 from oec.verify import verify
 
@@ -93,21 +92,6 @@ HIDDEN_TESTS = textwrap.dedent(
         assert mean([1, 2]) == 1.5
     """
 )
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "PATH": os.environ["PATH"],
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True
-    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +103,7 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> Task:
     (repo / "calc" / "ops.py").write_text(BUGGY)
     (repo / "tests" / "test_ops.py").write_text(VISIBLE_TESTS)
     (repo / ".gitignore").write_text("__pycache__/\n*.pyc\n.pytest_cache/\n")
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "base")
-    base = git(repo, "rev-parse", "HEAD").strip()
+    base = commit_all(repo, "base")
     (repo / "calc" / "ops.py").write_text(FIXED)
     patch = git(repo, "diff")
     (repo / "calc" / "ops.py").write_text(BUGGY)

@@ -14,10 +14,6 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "offline")
-
 from oec.config import ConfigError
 from oec.sft.export import MANIFEST
 from oec.sft.loggers import read_metrics
