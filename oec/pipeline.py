@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-console = Console(width=None if sys.stdout.isatty() else 160)
+from oec.progress import stdout_console as console
+from oec.sft.loggers import METRICS_FILE, read_metrics
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,7 @@ def arm_rows(run: Path) -> list[dict[str, object]]:
     rows = []
     for arm in ("bc", "bc_oec"):
         report = json.loads((run / "eval" / arm / "report.json").read_text())
-        metrics = [
-            json.loads(line) for line in (run / "train" / arm / "metrics.jsonl").read_text().splitlines()
-        ]
+        metrics = read_metrics(run / "train" / arm / METRICS_FILE)
         data = next((m for m in metrics if "data/train/examples" in m), {})
         train_loss = [m["train/loss"] for m in metrics if "train/loss" in m]
         val_loss = [m["val/loss"] for m in metrics if "val/loss" in m]

@@ -13,6 +13,8 @@ from rich.table import Table
 from oec.types import Trajectory
 
 console = Console(stderr=True)
+# Tables go to stdout. A pipe gets rich's 80 columns by default, which folds them; logs are read wide.
+stdout_console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 class RolloutProgress:
@@ -113,5 +115,4 @@ def print_summary(trajectories: list[Trajectory], title: str) -> None:
             str(row["handed_over"]),
             str(row["switch_steps"]),
         )
-    # A pipe gets rich's 80 columns by default, which folds the table; logs are read wide.
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    stdout_console.print(table)

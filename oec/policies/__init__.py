@@ -103,7 +103,7 @@ class PolicyConfig:
             return self.name
         if self.backend == "oracle":
             return "oracle"
-        return "tiny-qwen2" if self.model == TINY else self.model.rstrip("/").rsplit("/", 1)[-1]
+        return "tiny-qwen2" if self.model == TINY else Path(self.model).name
 
 
 def make_policy_builder(config: PolicyConfig) -> PolicyBuilder:
