@@ -147,7 +147,12 @@ def test_background_jobs_end_with_their_command(snapshot, config):
 
 def test_close_kills_detached_daemons_and_removes_the_root(snapshot, config):
     sandbox = LocalSandbox(*snapshot, config)
-    pid = int(sandbox.run("setsid sleep 100 > /dev/null 2>&1 < /dev/null & echo $!").output)
+    # The daemon writes its pid only once it has its own session, so the end of the command (which
+    # kills the command's process group) cannot catch it before it has detached.
+    daemon = "setsid sh -c 'echo $$ > ../daemon.pid; exec sleep 100' > /dev/null 2>&1 < /dev/null &"
+    pid = int(
+        sandbox.run(f"{daemon} until [ -s ../daemon.pid ]; do sleep 0.01; done; cat ../daemon.pid").output
+    )
     assert alive(pid)
     sandbox.close()
     sandbox.close()
