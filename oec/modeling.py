@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +20,9 @@ from torch import Tensor, nn
 from transformers import AutoModelForCausalLM, PreTrainedModel, Qwen2Config
 from transformers.utils import is_flash_attn_2_available
 
-log = logging.getLogger(__name__)
+from oec.student import TINY, Attention, is_checkpoint_dir
 
-TINY = "tiny"
+log = logging.getLogger(__name__)
 
 # Qwen2.5 token ids (identical in every Qwen2.5 size): <|endoftext|> and <|im_end|>.
 _ENDOFTEXT_ID = 151643
@@ -49,7 +49,6 @@ TINY_QWEN2: dict[str, Any] = {
 }
 """Config of the embedded student: Qwen2's architecture at a size that runs on a 2-core CPU."""
 
-ATTENTION_IMPLEMENTATIONS = ("auto", "flash_attention_2", "sdpa", "eager")
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -64,8 +63,8 @@ def resolve_attention(requested: str) -> tuple[str, str]:
     and PyTorch's SDPA otherwise. An explicit ``flash_attention_2`` that cannot run falls back to SDPA
     with a warning rather than failing, so one config serves GPU clusters and CPU smoke tests.
     """
-    if requested not in ATTENTION_IMPLEMENTATIONS:
-        raise ValueError(f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {requested!r}")
+    if requested not in get_args(Attention):
+        raise ValueError(f"attn_implementation must be one of {get_args(Attention)}, got {requested!r}")
     if requested in ("sdpa", "eager"):
         return requested, "requested explicitly"
     if not torch.cuda.is_available():
@@ -84,19 +83,12 @@ def resolve_attention(requested: str) -> tuple[str, str]:
     return "sdpa", reason
 
 
-def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
-    """``auto`` is bfloat16 on CUDA and float32 elsewhere (CPU bf16 kernels are slow or missing)."""
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'auto' or one of {tuple(DTYPES)}, got {dtype!r}")
+        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
-
-
-def is_checkpoint_dir(source: str | Path) -> bool:
-    return Path(source).is_dir() and (Path(source) / "config.json").is_file()
 
 
 def build_model(

@@ -44,25 +44,25 @@ class Stage:
 
 
 def stages(run: Path, exp: str, extra: list[str], min_samples: int = 3) -> list[Stage]:
+    """The stages in order. Stores live in ``<run>/stores/<name>``; each stage names its experiment
+    (``name=``), which names its store, and training reads the stores its data mix names."""
     py = [sys.executable, "-m"]
-    common = [f"+exp={exp}", f"paths.root={run}", *extra]
+    common = [f"+exp={exp}", f"paths.root={run}", f"paths.stores={run / 'stores'}", *extra]
 
     def collect(name: str, *overrides: str) -> Stage:
-        store = run / "stores" / name
-        argv = [*py, "oec.collect", *common, f"name={name}", f"collect.store={store}", *overrides]
+        argv = [*py, "oec.collect", *common, f"name={name}", *overrides]
         argv.append(f"hydra.run.dir={run / 'logs' / name}")
-        return Stage(f"collect {name}", argv, store / "manifest.json")
+        return Stage(f"collect {name}", argv, run / "stores" / name / "manifest.json")
 
-    def train(name: str, sources: list[tuple[str, str]]) -> Stage:
-        listed = ",".join(f"{{path:{run / 'stores' / store},arm:{arm}}}" for store, arm in sources)
-        argv = [*py, "oec.train", *common, f"name={name}", f"data.sources=[{listed}]", "train.resume=true"]
+    def train(name: str) -> Stage:
+        argv = [*py, "oec.train", *common, f"name={name}", f"data={name}", "train.resume=true"]
         argv.append(f"hydra.run.dir={run / 'train' / name}")
         return Stage(f"train {name}", argv, run / "train" / name / "model" / "oec_export.json")
 
     def evaluate(name: str) -> Stage:
         model = run / "train" / name / "model"
-        argv = [*py, "oec.evaluate", *common, f"name={name}", "policy@student=hf_local"]
-        argv += [f"student.model={model}", f"evaluate.store={run / 'eval' / name}"]
+        argv = [*py, "oec.evaluate", *common, f"name={name}", f"student.model={model}"]
+        argv.append(f"evaluate.store={run / 'eval' / name}")
         # The student alone gets fewer calls than the oracle needs at most: a CPU-time budget.
         argv.append("agent.limits.max_calls=8")
         argv.append(f"hydra.run.dir={run / 'logs' / f'eval_{name}'}")
@@ -79,10 +79,10 @@ def stages(run: Path, exp: str, extra: list[str], min_samples: int = 3) -> list[
     return [
         collect("bc", "switch=always", "tasks.split=train"),
         collect("expert_test", "switch=always", "tasks.split=test"),
-        train("bc", [("bc", "bc")]),
+        train("bc"),
         evaluate("bc"),
-        collect("oec", "tasks.split=train", "policy@student=hf_local", f"student.model={bc_student}"),
-        train("bc_oec", [("bc", "bc"), ("oec", "oec")]),
+        collect("oec", "tasks.split=train", f"student.model={bc_student}"),
+        train("bc_oec"),
         evaluate("bc_oec"),
         analyse("bc"),
         analyse("bc_oec"),
@@ -136,7 +136,7 @@ def arm_rows(run: Path) -> list[dict[str, object]]:
     return rows
 
 
-def print_summary(run: Path, rows: list[dict[str, object]], timings: dict[str, float]) -> None:
+def print_arm_table(run: Path, rows: list[dict[str, object]], timings: dict[str, float]) -> None:
     table = Table(title=f"OEC demo, held-out split: {run}")
     for column in (
         "arm",
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         timings_file.write_text(json.dumps(timings, indent=2) + "\n")
     rows = arm_rows(run)
     (run / "summary.json").write_text(json.dumps({"arms": rows, "timings_s": timings}, indent=2) + "\n")
-    print_summary(run, rows, timings)
+    print_arm_table(run, rows, timings)
 
 
 if __name__ == "__main__":

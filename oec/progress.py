@@ -89,7 +89,7 @@ def summary_rows(trajectories: list[Trajectory]) -> list[dict[str, object]]:
     return rows
 
 
-def print_summary(trajectories: list[Trajectory], title: str) -> None:
+def print_collection_summary(trajectories: list[Trajectory], title: str) -> None:
     table = Table(title=title)
     for column in (
         "mode",

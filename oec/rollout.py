@@ -12,25 +12,37 @@ import hashlib
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from oec.agent.loop import AgentLimits, run_episode
 from oec.agent.prompts import Prompts
 from oec.agent.tools import TOOL_DOCS, ToolBox
+from oec.config import Above
 from oec.env import SandboxConfig, make_sandbox
 from oec.policies.base import PolicyBuilder
-from oec.switch import SwitchConfig, SwitchingPolicy
+from oec.switch import ROLES, SwitchConfig, SwitchingPolicy
 from oec.types import Task, Trajectory
 from oec.verify import FilterConfig, apply_filters, verify
 
 
 @dataclass(frozen=True)
+class AgentConfig:
+    """``agent`` config group: episode limits, prompt templates and the verification timeout."""
+
+    limits: AgentLimits = field(default_factory=AgentLimits)
+    prompts: Prompts = field(default_factory=Prompts)
+    verify_timeout_s: Annotated[float, Above(0)] = 600.0
+    """Running FAIL_TO_PASS and PASS_TO_PASS after the episode."""
+
+
+@dataclass(frozen=True)
 class RolloutSettings:
+    """What defines a rollout besides its task, seed and policies (collection and evaluation alike)."""
+
     switch: SwitchConfig
     env: SandboxConfig
-    limits: AgentLimits
+    agent: AgentConfig
     filters: FilterConfig
-    prompts: Prompts = field(default_factory=Prompts)
-    verify_timeout_s: float = 600.0
 
 
 def rollout_seed(base_seed: int, instance_id: str, sample_index: int) -> int:
@@ -47,25 +59,28 @@ def run_rollout(
     student: PolicyBuilder | None,
     expert: PolicyBuilder | None,
 ) -> Trajectory:
-    switch_step = settings.switch.build().sample(random.Random(seed))
-    needs_student = switch_step is None or switch_step > 0
-    needs_expert = settings.switch.mode != "on_policy"
-    if needs_student and student is None:
-        raise ValueError(f"switch schedule {settings.switch.schedule!r} needs a student policy")
-    if needs_expert and expert is None:
-        raise ValueError(f"switch schedule {settings.switch.schedule!r} needs an expert policy")
+    switch_step = settings.switch.sample(random.Random(seed))
+    roles = ROLES[settings.switch.mode]
+    builders = {"student": student, "expert": expert}
+    for role in roles:
+        if builders[role] is None:
+            raise ValueError(f"switch schedule {settings.switch.schedule!r} needs a {role} policy")
+    # k = 0 never calls the student: it is not built (the oracle and remote backends cost per build).
+    uses_student = "student" in roles and switch_step != 0
     policy = SwitchingPolicy(
-        student=student(task, seed) if needs_student and student else None,
-        expert=expert(task, seed) if needs_expert and expert else None,
+        student=student(task, seed) if uses_student and student else None,
+        expert=expert(task, seed) if "expert" in roles and expert else None,
         switch_step=switch_step,
-        expert_system_prompt=settings.prompts.render_expert_system(TOOL_DOCS),
+        expert_system_prompt=settings.agent.prompts.render_expert_system(TOOL_DOCS),
         handover_after_format_errors=settings.switch.handover_after_format_errors,
     )
     started = time.monotonic()
     with make_sandbox(settings.env, task) as sandbox:
-        episode = run_episode(task, policy, ToolBox(sandbox, settings.env), settings.prompts, settings.limits)
+        agent = settings.agent
+        episode = run_episode(task, policy, ToolBox(sandbox, settings.env), agent.prompts, agent.limits)
     verify_started = time.monotonic()
-    verdict = verify(task, episode.patch, lambda: make_sandbox(settings.env, task), settings.verify_timeout_s)
+    timeout = settings.agent.verify_timeout_s
+    verdict = verify(task, episode.patch, lambda: make_sandbox(settings.env, task), timeout)
     models = {role: p.name for role, p in (("student", policy.student), ("expert", policy.expert)) if p}
     trajectory = Trajectory(
         instance_id=task.instance_id,

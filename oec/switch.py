@@ -17,27 +17,27 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Annotated, ClassVar, Literal
 
 from oec.agent.prompts import is_format_error
+from oec.config import Above, AtLeast
 from oec.policies.base import Policy, Reply
 from oec.types import Author, Message, Mode
-
-ScheduleName = Literal["uniform", "fixed", "beta", "never", "always"]
-
-
-class SwitchSchedule(Protocol):
-    def sample(self, rng: random.Random) -> int | None:
-        """The model-call index at which the expert takes over, or None for never."""
-        ...
 
 
 @dataclass(frozen=True)
 class Uniform:
-    """k ~ U{lo, ..., hi}, both ends included (paper: 0..30)."""
+    """k ~ U{lo, ..., hi}, both ends included: the paper's OEC schedule (0..30)."""
 
-    lo: int = 0
-    hi: int = 30
+    lo: Annotated[int, AtLeast(0)] = 0
+    hi: Annotated[int, AtLeast(0)] = 30
+    handover_after_format_errors: Annotated[int, AtLeast(1)] | None = None
+    """N: hand over early after N student format errors in a row (adaptive; off by default)."""
+    schedule: Literal["uniform"] = "uniform"
+    mode: ClassVar[Mode] = "oec"
+
+    def __post_init__(self) -> None:
+        _check_bounds(self.lo, self.hi)
 
     def sample(self, rng: random.Random) -> int:
         return rng.randint(self.lo, self.hi)
@@ -45,7 +45,13 @@ class Uniform:
 
 @dataclass(frozen=True)
 class Fixed:
-    k: int
+    """Always switch at model call k (switch-time analyses)."""
+
+    k: Annotated[int, AtLeast(0)] = 10
+    handover_after_format_errors: Annotated[int, AtLeast(1)] | None = None
+    """N: hand over early after N student format errors in a row (adaptive; off by default)."""
+    schedule: Literal["fixed"] = "fixed"
+    mode: ClassVar[Mode] = "oec"
 
     def sample(self, rng: random.Random) -> int:
         return self.k
@@ -55,10 +61,17 @@ class Fixed:
 class Beta:
     """k = lo + round(B * (hi - lo)) with B ~ Beta(a, b); a > b biases switches late."""
 
-    a: float = 2.0
-    b: float = 1.0
-    lo: int = 0
-    hi: int = 30
+    a: Annotated[float, Above(0)] = 2.0
+    b: Annotated[float, Above(0)] = 1.0
+    lo: Annotated[int, AtLeast(0)] = 0
+    hi: Annotated[int, AtLeast(0)] = 30
+    handover_after_format_errors: Annotated[int, AtLeast(1)] | None = None
+    """N: hand over early after N student format errors in a row (adaptive; off by default)."""
+    schedule: Literal["beta"] = "beta"
+    mode: ClassVar[Mode] = "oec"
+
+    def __post_init__(self) -> None:
+        _check_bounds(self.lo, self.hi)
 
     def sample(self, rng: random.Random) -> int:
         return self.lo + round(rng.betavariate(self.a, self.b) * (self.hi - self.lo))
@@ -66,64 +79,45 @@ class Beta:
 
 @dataclass(frozen=True)
 class Never:
+    """Student only: on-policy rollouts, and evaluation."""
+
+    handover_after_format_errors: ClassVar[None] = None
+    schedule: Literal["never"] = "never"
+    mode: ClassVar[Mode] = "on_policy"
+
     def sample(self, rng: random.Random) -> None:
         return None
 
 
 @dataclass(frozen=True)
 class Always:
+    """Expert from the first call (k = 0): behaviour-cloning data."""
+
+    handover_after_format_errors: ClassVar[None] = None
+    schedule: Literal["always"] = "always"
+    mode: ClassVar[Mode] = "bc"
+
     def sample(self, rng: random.Random) -> int:
         return 0
 
 
-@dataclass(frozen=True)
-class SwitchConfig:
-    """``switch`` config group. ``lo``/``hi`` bound uniform and beta, ``k`` is for fixed,
-    ``a``/``b`` shape beta; ``handover_after_format_errors`` hands over early (see module doc)."""
+SwitchConfig = Uniform | Fixed | Beta | Never | Always
+"""The ``switch`` config group: one schedule, chosen by its ``schedule`` key. ``sample`` gives the
+model-call index at which the expert takes over (None: never); ``mode`` the data arm it produces."""
 
-    schedule: ScheduleName = "uniform"
-    lo: int = 0
-    hi: int = 30
-    k: int = 0
-    a: float = 2.0
-    b: float = 1.0
-    handover_after_format_errors: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.schedule not in ("uniform", "fixed", "beta", "never", "always"):
-            raise ValueError(
-                f"switch.schedule: unknown schedule {self.schedule!r} "
-                "(expected uniform, fixed, beta, never or always)"
-            )
-        if self.schedule in ("uniform", "beta") and not 0 <= self.lo <= self.hi:
-            raise ValueError(f"switch.lo/switch.hi: need 0 <= lo <= hi, got lo={self.lo}, hi={self.hi}")
-        if self.schedule == "fixed" and self.k < 0:
-            raise ValueError(f"switch.k: must be >= 0, got {self.k}")
-        if self.schedule == "beta" and (self.a <= 0 or self.b <= 0):
-            raise ValueError(f"switch.a/switch.b: must be > 0, got a={self.a}, b={self.b}")
-        if self.handover_after_format_errors is not None and self.handover_after_format_errors < 1:
-            raise ValueError(
-                "switch.handover_after_format_errors: must be >= 1 or null, "
-                f"got {self.handover_after_format_errors}"
-            )
+def _check_bounds(lo: int, hi: int) -> None:
+    if lo > hi:
+        raise ValueError(f"hi: must be >= lo, got lo={lo}, hi={hi}")
 
-    @property
-    def mode(self) -> Mode:
-        """The data arm this schedule produces."""
-        return {"always": "bc", "never": "on_policy"}.get(self.schedule, "oec")  # type: ignore[return-value]
 
-    def build(self) -> SwitchSchedule:
-        match self.schedule:
-            case "uniform":
-                return Uniform(self.lo, self.hi)
-            case "fixed":
-                return Fixed(self.k)
-            case "beta":
-                return Beta(self.a, self.b, self.lo, self.hi)
-            case "never":
-                return Never()
-            case _:
-                return Always()
+ROLES: dict[Mode, tuple[Author, ...]] = {
+    "bc": ("expert",),
+    "on_policy": ("student",),
+    "oec": ("student", "expert"),
+}
+"""THE rule for which policies a mode needs (a single OEC rollout may still use one of them only:
+k = 0, or a student that ends before k)."""
 
 
 class SwitchingPolicy:

@@ -12,32 +12,27 @@ from __future__ import annotations
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from oec.config import ConfigError, parse, to_container
-from oec.data.config import load_data_config
+from oec.data.config import DataConfig
 from oec.data.mix import MixError
-from oec.sft.config import ModelConfig, TrainConfig, TrainerConfig
+from oec.sft.config import TrainConfig, TrainerConfig
 from oec.sft.loggers import LoggerConfig
 from oec.sft.module import OptimConfig
 from oec.sft.run import RunSettings, run_training
-
-REQUIRED = ("model", "trainer", "optim", "data", "logger", "train")
+from oec.student import StudentModel
 
 
 def load_settings(cfg: DictConfig) -> RunSettings:
     """Typed, validated settings of one run; raises :class:`ConfigError` naming the bad key."""
-    for key in REQUIRED:
-        if OmegaConf.select(cfg, key) is None:
-            raise ConfigError(f"{key}: missing from the config (training needs {', '.join(REQUIRED)})")
     return RunSettings(
-        name=str(cfg.name),
-        seed=int(cfg.seed),
+        name=parse(str, cfg.name, "name"),
+        seed=parse(int, cfg.seed, "seed"),
         train=parse(TrainConfig, cfg.train, "train"),
-        model=parse(ModelConfig, cfg.model, "model"),
+        model=parse(StudentModel, cfg.model, "model"),
         trainer=parse(TrainerConfig, cfg.trainer, "trainer"),
         optim=parse(OptimConfig, cfg.optim, "optim"),
-        data=load_data_config(cfg.data),
+        data=parse(DataConfig, cfg.data, "data"),
         logger=parse(LoggerConfig, cfg.logger, "logger"),
     )
 
@@ -46,7 +41,7 @@ def _loggable(cfg: DictConfig) -> dict:
     """The config W&B records: resolved where it resolves (sections of other verbs may not)."""
     try:
         return to_container(cfg)
-    except OmegaConfBaseException:
+    except ConfigError:
         return OmegaConf.to_container(cfg, resolve=False)
 
 

@@ -12,8 +12,9 @@ import torch
 from test_mix import make_trajectory, write_store
 from transformers import Qwen2Config, Qwen2Model
 
+from oec.config import parse
 from oec.data.collate import ExampleDataset, collate, collate_packed
-from oec.data.config import load_data_config
+from oec.data.config import DataConfig
 from oec.data.datamodule import SFTDataModule
 from oec.data.plan import PlanItem, StepBatchSampler, plan_epoch
 from oec.data.render import render
@@ -155,8 +156,10 @@ def test_datamodule_serves_the_plan_through_lightning(tmp_path: Path, tokenizer)
     store = write_store(
         tmp_path / "oec", [make_trajectory(f"task-{i}", 0, turns=2 + i % 3) for i in range(7)]
     )
-    config = load_data_config(
-        {"sources": [{"path": str(store), "arm": "oec"}], "val_fraction": 0.3, "micro_batch_size": 2}
+    config = parse(
+        DataConfig,
+        {"sources": [{"store": str(store), "arm": "oec"}], "val_fraction": 0.3, "micro_batch_size": 2},
+        "data",
     )
     module, data = _Recorder(), SFTDataModule(config, tokenizer, shuffle_seed=3)
     trainer = quiet_trainer(
@@ -185,13 +188,15 @@ def test_datamodule_serves_the_plan_through_lightning(tmp_path: Path, tokenizer)
 
 def test_datamodule_packing_from_config(tmp_path: Path, tokenizer):
     store = write_store(tmp_path / "oec", [make_trajectory(f"task-{i}", 0) for i in range(3)])
-    config = load_data_config(
+    config = parse(
+        DataConfig,
         {
-            "sources": [{"path": str(store), "arm": "oec"}],
+            "sources": [{"store": str(store), "arm": "oec"}],
             "val_fraction": 0,
             "micro_batch_size": 3,
             "packing": True,
-        }
+        },
+        "data",
     )
     data = SFTDataModule(config, tokenizer)
     data.setup("fit")

@@ -155,7 +155,7 @@ def test_config_files() -> None:
 def test_config_validation_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"filter\.repetition\.ngram_size"):
         parse(FilterConfig, {"repetition": {"ngram_size": 0}}, "filter")
-    with pytest.raises(ConfigError, match=r"filter\.allowed_exit_statuses: unknown status 'done'"):
+    with pytest.raises(ConfigError, match=r"filter\.allowed_exit_statuses\[0\]: 'done' is not one of"):
         parse(FilterConfig, {"allowed_exit_statuses": ["done"]}, "filter")
     with pytest.raises(ConfigError, match=r"filter\.max_format_errors"):
         parse(FilterConfig, {"max_format_errors": -1}, "filter")

@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from oec.chat import load_tokenizer
+from oec.chat import load_tokenizer, student_view
 from oec.config import ConfigError, parse
 from oec.modeling import build_model
-from oec.policies import PolicyConfig, make_policy_builder
+from oec.policies import HFPolicyConfig, PolicyConfig, make_policy_builder
 from oec.policies.base import ContextLimitExceeded
-from oec.policies.hf import HFPolicyBuilder, elide_old_observations
+from oec.policies.hf import HFPolicyBuilder
+from oec.student import StudentModel
 from oec.types import Message
 
-TINY = PolicyConfig(backend="hf", model="tiny", max_new_tokens=6, device="cpu")
+TINY = HFPolicyConfig(model="tiny", max_new_tokens=6, device="cpu")
+STUDENT = StudentModel("tiny", "tiny", max_seq_len=8192)
 
 
 def conversation(observations: int = 2, lines: int = 2) -> list[Message]:
@@ -35,7 +37,7 @@ def conversation(observations: int = 2, lines: int = 2) -> list[Message]:
 
 @pytest.fixture(scope="module")
 def greedy() -> HFPolicyBuilder:
-    builder = make_policy_builder(TINY)
+    builder = make_policy_builder(TINY, "student", STUDENT)
     assert isinstance(builder, HFPolicyBuilder)
     return builder
 
@@ -60,13 +62,15 @@ def test_prompt_is_the_chat_template_with_a_generation_prompt(greedy: HFPolicyBu
 
 
 def test_context_limit_raises() -> None:
-    builder = HFPolicyBuilder(dataclasses.replace(TINY, max_context_tokens=20))
+    builder = HFPolicyBuilder(TINY, "student", dataclasses.replace(STUDENT, max_seq_len=20))
     with pytest.raises(ContextLimitExceeded, match="limit=20"):
         builder(None, 0).act(conversation())
 
 
 def test_sampling_is_seeded_per_rollout_and_call() -> None:
-    builder = HFPolicyBuilder(dataclasses.replace(TINY, temperature=1.0, max_new_tokens=4))
+    builder = HFPolicyBuilder(
+        dataclasses.replace(TINY, temperature=1.0, max_new_tokens=4), "student", STUDENT
+    )
     messages = conversation()
     first = builder(None, 1).act(messages).content
     assert builder(None, 1).act(messages).content == first
@@ -95,12 +99,12 @@ def test_concurrent_rollouts_share_the_model(greedy: HFPolicyBuilder) -> None:
 def test_history_keeps_the_last_n_observations() -> None:
     messages = conversation(4)
     messages.append(Message("user", "FORMAT ERROR: no function call", "env", 4))
-    shown = elide_old_observations(messages, 2)
+    shown = student_view(messages, 2)
     contents = [m.content for m in shown if m.author == "env"]
     assert contents[:2] == ["OBSERVATION:\nOld environment output: (2 lines omitted)"] * 2
     assert contents[2:] == [m.content for m in messages if m.author == "env"][2:]
-    assert elide_old_observations(messages, None) == messages
-    observations = [m for m in elide_old_observations(messages, 0) if m.content.startswith("OBSERVATION:")]
+    assert student_view(messages, None) == messages
+    observations = [m for m in student_view(messages, 0) if m.content.startswith("OBSERVATION:")]
     assert len(observations) == 4 and all(m.content.endswith("lines omitted)") for m in observations)
 
 
@@ -112,7 +116,7 @@ def test_prompt_goes_through_the_history_processor(greedy: HFPolicyBuilder) -> N
         return load_tokenizer().apply_chat_template(chat, add_generation_prompt=True, return_dict=False)
 
     prompt = greedy(None, 0).prompt_ids(messages)
-    assert prompt == template(elide_old_observations(messages, TINY.last_n_observations))
+    assert prompt == template(student_view(messages, STUDENT.last_n_observations))
     assert len(prompt) < len(template(messages))
 
 
@@ -120,7 +124,7 @@ def test_loads_a_saved_checkpoint(tmp_path: Path) -> None:
     model = build_model("tiny", dtype="bfloat16", seed=3)
     model.save_pretrained(tmp_path / "ckpt")
     load_tokenizer().save_pretrained(tmp_path / "ckpt")
-    builder = make_policy_builder(dataclasses.replace(TINY, model=str(tmp_path / "ckpt"), author="expert"))
+    builder = make_policy_builder(dataclasses.replace(TINY, model=str(tmp_path / "ckpt")), "expert", STUDENT)
     assert builder.name == "ckpt"
     assert torch.equal(builder.model.lm_head.weight, model.lm_head.weight.float())
     reply = builder(None, 0).act(conversation())
@@ -136,5 +140,8 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         parse(PolicyConfig, {"backend": "hf", "max_new_tokens": 0}, "student")
     with pytest.raises(ConfigError, match=r"student.*model.*neither 'tiny'"):
         parse(PolicyConfig, {"backend": "hf", "model": str(tmp_path)}, "student")
-    config = parse(PolicyConfig, {"backend": "oracle", "author": "expert"}, "expert")
-    assert (config.model_name, config.author) == ("oracle", "expert")
+    with pytest.raises(ConfigError, match=r"^expert\.max_steps: belongs to backend='oracle'"):
+        parse(PolicyConfig, {"backend": "hf", "model": "tiny", "max_steps": 3}, "expert")
+    with pytest.raises(ConfigError, match=r"^expert\.author: unknown key"):
+        parse(PolicyConfig, {"backend": "oracle", "author": "expert"}, "expert")
+    assert parse(PolicyConfig, {"backend": "oracle"}, "expert").name == "oracle"

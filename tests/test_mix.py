@@ -10,10 +10,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from rich.console import Console
 
-from oec.config import ConfigError
-from oec.data.config import load_data_config
-from oec.data.mix import MixError, build_mix, print_summary
+from oec.config import ConfigError, parse
+from oec.data.config import DataConfig
+from oec.data.mix import MixError, build_mix, print_mix_summary
 from oec.store import TrajectoryStore
+from oec.student import StudentModel
 from oec.types import Message, Trajectory
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -40,7 +41,7 @@ def make_trajectory(
             f"Step {turn}.\n\n<function=bash>\n<parameter=command>\n{command}\n</parameter>\n</function>"
         )
         messages.append(Message("assistant", content, author, turn))
-        messages.append(Message("user", f"observation {turn} of {instance_id}", "env", turn))
+        messages.append(Message("user", f"OBSERVATION:\nobservation {turn} of {instance_id}", "env", turn))
     return Trajectory(
         instance_id=instance_id,
         sample_index=sample_index,
@@ -73,7 +74,11 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def config(*sources: dict, **fields):
-    return load_data_config({"sources": list(sources), **fields})
+    return parse(DataConfig, {"sources": list(sources), **fields}, "data")
+
+
+def student(max_seq_len: int) -> StudentModel:
+    return StudentModel("tiny", "tiny", max_seq_len=max_seq_len)
 
 
 def names(examples) -> list[str]:
@@ -82,7 +87,9 @@ def names(examples) -> list[str]:
 
 def test_mix_of_two_arms_with_split_and_summary(stores, tokenizer):
     cfg = config(
-        {"path": str(stores["bc"]), "arm": "bc"}, {"path": str(stores["oec"]), "arm": "oec"}, val_fraction=0.2
+        {"store": str(stores["bc"]), "arm": "bc"},
+        {"store": str(stores["oec"]), "arm": "oec"},
+        val_fraction=0.2,
     )
     train, val, summary = build_mix(cfg, tokenizer)
     assert len(train) + len(val) == 6 + 15
@@ -98,7 +105,7 @@ def test_mix_of_two_arms_with_split_and_summary(stores, tokenizer):
     assert totals["data/train/bc/examples"] + totals["data/train/oec/examples"] == len(train)
     assert {e.arm for e in train} == {"bc", "oec"}
     console = Console(record=True, width=200)
-    print_summary(summary, console)
+    print_mix_summary(summary, console)
     text = console.export_text()
     assert "data mix" in text and "supervised tokens" in text and "no_supervised" in text
 
@@ -110,13 +117,13 @@ def test_mix_of_two_arms_with_split_and_summary(stores, tokenizer):
 
 def test_accepted_only_can_be_turned_off(stores, tokenizer):
     mix = build_mix(
-        config({"path": str(stores["oec"]), "arm": "oec"}, accepted_only=False, val_fraction=0), tokenizer
+        config({"store": str(stores["oec"]), "arm": "oec"}, accepted_only=False, val_fraction=0), tokenizer
     )
     assert "oec-rejected#0" in names(mix.train) and mix.summary.sources[0].not_accepted == 0
 
 
 def test_per_instance_cap_and_max_examples_are_seeded(stores, tokenizer):
-    source = {"path": str(stores["oec"]), "arm": "oec"}
+    source = {"store": str(stores["oec"]), "arm": "oec"}
     capped = build_mix(config(source, per_instance_cap=1, val_fraction=0), tokenizer)
     assert sorted(e.instance_id for e in capped.train) == [f"oec-{i}" for i in range(5)]
     assert capped.summary.sources[0].over_instance_cap == 10
@@ -133,7 +140,7 @@ def test_per_instance_cap_and_max_examples_are_seeded(stores, tokenizer):
 
 
 def test_weights_repeat_or_subsample_training_examples(stores, tokenizer):
-    bc = {"path": str(stores["bc"]), "arm": "bc"}
+    bc = {"store": str(stores["bc"]), "arm": "bc"}
     doubled = build_mix(config({**bc, "weight": 2.0}, val_fraction=0), tokenizer)
     assert len(doubled.train) == 12 and len(set(names(doubled.train))) == 6
     halved = build_mix(config({**bc, "weight": 0.5}, val_fraction=0), tokenizer)
@@ -144,7 +151,7 @@ def test_weights_repeat_or_subsample_training_examples(stores, tokenizer):
 
 
 def test_dedupe_drops_identical_examples_across_sources(stores, tokenizer):
-    bc = {"path": str(stores["bc"]), "arm": "bc"}
+    bc = {"store": str(stores["bc"]), "arm": "bc"}
     deduped = build_mix(config(bc, bc, val_fraction=0), tokenizer)
     assert len(deduped.train) == 6 and deduped.summary.sources[1].duplicates == 6
     assert len(build_mix(config(bc, bc, val_fraction=0, dedupe=False), tokenizer).train) == 12
@@ -152,28 +159,30 @@ def test_dedupe_drops_identical_examples_across_sources(stores, tokenizer):
 
 def test_bad_stores_and_empty_mixes_name_the_cause(stores, tokenizer, tmp_path: Path, caplog):
     with pytest.raises(
-        MixError, match=r"data\.sources\[0\]\.path: trajectory store .*nowhere does not exist"
+        MixError, match=r"data\.sources\[0\]\.store: trajectory store .*nowhere does not exist"
     ):
-        build_mix(config({"path": str(tmp_path / "nowhere"), "arm": "bc"}), tokenizer)
+        build_mix(config({"store": str(tmp_path / "nowhere"), "arm": "bc"}), tokenizer)
     empty = write_store(tmp_path / "empty", [])
-    with pytest.raises(MixError, match=r"data\.sources\[0\]\.path: trajectory store .*empty is empty"):
-        build_mix(config({"path": str(empty), "arm": "bc"}), tokenizer)
+    with pytest.raises(MixError, match=r"data\.sources\[0\]\.store: trajectory store .*empty is empty"):
+        build_mix(config({"store": str(empty), "arm": "bc"}), tokenizer)
     (tmp_path / "plain").mkdir()
-    with pytest.raises(MixError, match=r"data\.sources\[0\]\.path: no trajectory store at .*manifest\.json"):
-        build_mix(config({"path": str(tmp_path / "plain"), "arm": "bc"}), tokenizer)
+    with pytest.raises(MixError, match=r"data\.sources\[0\]\.store: no trajectory store at .*manifest\.json"):
+        build_mix(config({"store": str(tmp_path / "plain"), "arm": "bc"}), tokenizer)
     on_policy = write_store(
         tmp_path / "on_policy", [make_trajectory(f"s-{i}", 0, mode="on_policy") for i in range(2)]
     )
     with pytest.raises(
         MixError, match=r"selects no examples: data\.sources\[0\].*2 refused \({'no_supervised': 2}\)"
     ):
-        build_mix(config({"path": str(on_policy), "arm": "on_policy"}), tokenizer)
-    assert build_mix(config({"path": str(on_policy), "arm": "on_policy", "mask": "student"}), tokenizer).train
+        build_mix(config({"store": str(on_policy), "arm": "on_policy"}), tokenizer)
+    assert build_mix(
+        config({"store": str(on_policy), "arm": "on_policy", "mask": "student"}), tokenizer
+    ).train
     with pytest.raises(MixError, match=r"6 of another arm \({'bc': 6}\)"):
-        build_mix(config({"path": str(stores["bc"]), "arm": "oec"}), tokenizer)
+        build_mix(config({"store": str(stores["bc"]), "arm": "oec"}), tokenizer)
     with caplog.at_level(logging.WARNING, logger="oec.data.mix"):
         mix = build_mix(
-            config({"path": str(stores["bc"]), "arm": "bc"}, {"path": str(on_policy), "arm": "on_policy"}),
+            config({"store": str(stores["bc"]), "arm": "bc"}, {"store": str(on_policy), "arm": "on_policy"}),
             tokenizer,
         )
     assert len(mix.train) + len(mix.val) == 6
@@ -186,13 +195,13 @@ def test_bad_stores_and_empty_mixes_name_the_cause(stores, tokenizer, tmp_path: 
 
 
 def test_too_long_examples_are_refused_or_cut(stores, tokenizer):
-    source = {"path": str(stores["oec"]), "arm": "oec"}
+    source = {"store": str(stores["oec"]), "arm": "oec"}
     full = build_mix(config(source, val_fraction=0), tokenizer).train
     shortest = min(e.num_tokens for e in full)
     first_supervised_end = min(next(s.end for s in e.spans if s.supervised) for e in full)
     last_supervised_start = max(max(s.start for s in e.spans if s.supervised) for e in full)
     limit = min(shortest - 1, last_supervised_start)
-    mix = build_mix(config(source, val_fraction=0, max_seq_len=limit), tokenizer)
+    mix = build_mix(config(source, val_fraction=0), tokenizer, student(limit))
     assert len(mix.train) == len(full)
     assert all(e.num_tokens <= limit and e.truncated for e in mix.train)
     assert mix.summary.splits[("train", "oec")].truncated == len(full)
@@ -201,25 +210,47 @@ def test_too_long_examples_are_refused_or_cut(stores, tokenizer):
         e.num_supervised < f.num_supervised for e, f in zip(mix.train, full, strict=True) if e.dropped_turns
     )
     with pytest.raises(MixError, match="too_long"):
-        build_mix(config(source, val_fraction=0, max_seq_len=first_supervised_end - 1), tokenizer)
+        build_mix(config(source, val_fraction=0), tokenizer, student(first_supervised_end - 1))
 
 
 def test_config_errors_name_the_key():
-    good = {"path": "x", "arm": "bc"}
+    good = {"store": "x", "arm": "bc"}
     with pytest.raises(ConfigError, match=r"^data\.sources\[1\]\.arm: 'dagger' is not one of"):
-        load_data_config({"sources": [good, {"path": "y", "arm": "dagger"}]})
+        config(good, {"store": "y", "arm": "dagger"})
     with pytest.raises(ConfigError, match=r"^data\.sources\[0\]\.weight: must be >= 0"):
-        load_data_config({"sources": [{**good, "weight": -1}]})
-    with pytest.raises(ConfigError, match=r"^data\.val_fraction: must be in \[0, 1\)"):
-        load_data_config({"sources": [good], "val_fraction": 1.0})
+        config({**good, "weight": -1})
+    with pytest.raises(ConfigError, match=r"^data\.val_fraction: must be < 1"):
+        config(good, val_fraction=1.0)
     with pytest.raises(ConfigError, match=r"^data\.mask: 'experts' is not one of"):
-        load_data_config({"sources": [good], "mask": "experts"})
+        config(good, mask="experts")
     with pytest.raises(ConfigError, match=r"^data\.shuffle: unknown key"):
-        load_data_config({"sources": [good], "shuffle": True})
-    with pytest.raises(ConfigError, match=r"^data\.sources: the mix has no sources"):
-        load_data_config({"sources": []})
+        config(good, shuffle=True)
+    with pytest.raises(ConfigError, match=r"^data\.sources: must not be empty"):
+        config()
     with pytest.raises(ConfigError, match=r"^data\.sources: expected a list"):
-        load_data_config({"sources": good})
+        parse(DataConfig, {"sources": good}, "data")
+    with pytest.raises(ConfigError, match=r"^data\.sources\[0\]\.arm: missing mandatory value"):
+        config({"store": "x"})
+
+
+def test_sources_name_stores_by_arm_under_the_stores_dir():
+    data = config({"arm": "bc"}, {"arm": "oec", "store": "/elsewhere/oec_no_repfilter"}, stores_dir="/s/7b")
+    assert [str(data.store_path(s)) for s in data.sources] == ["/s/7b/bc", "/elsewhere/oec_no_repfilter"]
+
+
+def test_elided_history_trains_on_the_students_view(stores, tokenizer):
+    source = {"store": str(stores["oec"]), "arm": "oec"}
+    full = build_mix(config(source, val_fraction=0), tokenizer, student(100_000)).train
+    seen = StudentModel("tiny", "tiny", last_n_observations=0)
+    elided = build_mix(config(source, val_fraction=0, history="elided"), tokenizer, seen).train
+    assert [e.name for e in elided] == [e.name for e in full]
+    assert [e.num_supervised for e in elided] == [e.num_supervised for e in full]
+    for example in elided:
+        text = tokenizer.decode(example.input_ids)
+        assert "Old environment output" in text and "observation 0 of" not in text
+    assert "Old environment output" not in tokenizer.decode(full[0].input_ids)
+    with pytest.raises(MixError, match=r"data\.history"):
+        build_mix(config(source, history="elided"), tokenizer)
 
 
 @pytest.mark.parametrize("mix", ["bc", "oec", "on_policy", "bc_oec"])
@@ -233,7 +264,7 @@ def test_shipped_configs_compose_and_validate(tmp_path: Path, mix: str, mask: st
     )
     with initialize_config_dir(str(tmp_path), version_base=None):
         cfg = compose("primary", overrides=[f"data={mix}", f"mask={mask}"])
-    data = load_data_config(cfg.data)
+    data = parse(DataConfig, cfg.data, "data")
     assert data.mask == mask
-    assert all(s.path.startswith("/stores/") for s in data.sources)
+    assert all(str(data.store_path(s)).startswith("/stores/") for s in data.sources)
     assert {s.arm for s in data.sources} <= {"bc", "oec", "on_policy"}

@@ -78,8 +78,7 @@ def test_attention_resolution_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_dtype_resolution() -> None:
-    assert resolve_dtype("auto", "cpu") == torch.float32
-    assert resolve_dtype("auto", "cuda") == torch.bfloat16
+    assert resolve_dtype("float32") == torch.float32
     assert resolve_dtype("float16") == torch.float16
     with pytest.raises(ValueError, match="dtype"):
         resolve_dtype("fp8")

@@ -20,7 +20,7 @@ from oec.agent.loop import AgentLimits, Episode, run_episode
 from oec.agent.prompts import Prompts
 from oec.agent.tools import ToolBox
 from oec.env import SandboxConfig, make_sandbox
-from oec.policies import PolicyConfig, make_policy_builder
+from oec.policies import OraclePolicyConfig, make_policy_builder
 from oec.policies.base import Reply
 from oec.policies.oracle import (
     OraclePolicy,
@@ -30,6 +30,7 @@ from oec.policies.oracle import (
     read_full_view,
     read_tree_state,
 )
+from oec.student import StudentModel
 from oec.switch import SwitchingPolicy
 from oec.tasks import load_tasks
 from oec.tasks.gitrepo import commit_all, git
@@ -281,7 +282,7 @@ def test_step_cap_submits(task: Task) -> None:
 
 
 def test_builder_from_config(task: Task) -> None:
-    builder = make_policy_builder(PolicyConfig(backend="oracle", author="expert", max_steps=10))
+    builder = make_policy_builder(OraclePolicyConfig(max_steps=10), "expert", StudentModel("tiny", "tiny"))
     policy = builder(task, 3)
     assert isinstance(policy, OraclePolicy)
     assert (policy.name, policy.author, policy.max_steps) == ("oracle", "expert", 10)

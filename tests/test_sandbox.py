@@ -272,12 +272,12 @@ def test_make_sandbox_and_config_validation(snapshot, config):
         assert sandbox.run("cat a.txt").output == "base\n"
     with pytest.raises(SandboxError, match=r"'t-1'.*snapshot"):
         make_sandbox(config, replace(task, snapshot=None))
-    with pytest.raises(ValueError, match=r"env\.runtime: 'docker' is not available yet"):
-        SandboxConfig(runtime="docker")
-    with pytest.raises(ValueError, match=r"env\.timeout_s: must be > 0"):
-        SandboxConfig(timeout_s=0)
-    with pytest.raises(ValueError, match=r"env\.limits\.file_size_mb"):
-        ResourceLimits(file_size_mb=-1)
+    with pytest.raises(ConfigError, match=r"^env\.runtime: 'docker' is not one of \['local'\]"):
+        parse(SandboxConfig, {"runtime": "docker"}, "env")
+    with pytest.raises(ConfigError, match=r"^env\.timeout_s: must be > 0"):
+        parse(SandboxConfig, {"timeout_s": 0}, "env")
+    with pytest.raises(ConfigError, match=r"^env\.limits\.file_size_mb: must be >= 1"):
+        parse(SandboxConfig, {"limits": {"file_size_mb": -1}}, "env")
     with pytest.raises(ConfigError, match=r"env\.network"):
         parse(SandboxConfig, {"network": "maybe"}, "env")
 

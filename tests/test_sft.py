@@ -17,10 +17,11 @@ from transformers import AutoModelForCausalLM
 
 from oec.chat import load_tokenizer
 from oec.config import ConfigError, parse
-from oec.sft.config import ModelConfig, TrainerConfig, check_environment
+from oec.sft.config import TrainerConfig, check_environment
 from oec.sft.export import MANIFEST, export_pretrained, is_complete_export, load_checkpoint_weights
 from oec.sft.loss import chunked_ce_sum, masked_lm_loss_sum
 from oec.sft.module import OptimConfig, SFTModule, gradient_scale
+from oec.student import StudentModel
 from tests.sft_helpers import (
     assert_same_gradients,
     loader,
@@ -154,10 +155,10 @@ def test_configs_name_the_bad_key():
     with pytest.raises(ConfigError, match=r"trainer\.strategy"):
         parse(TrainerConfig, {"strategy": "horovod"}, "trainer")
     with pytest.raises(ConfigError, match=r"model\.attn_implementation"):
-        parse(ModelConfig, {"name_or_path": "tiny", "attn_implementation": "flash"}, "model")
+        parse(StudentModel, {"name_or_path": "tiny", "tag": "t", "attn_implementation": "flash"}, "model")
     with pytest.raises(ConfigError, match=r"model\.name_or_path.*Qwen/Qwen2.5-Coder-7B-Instruct"):
         check_environment(
-            ModelConfig("/nowhere/Qwen2.5-Coder-7B-Instruct", hub_id="Qwen/Qwen2.5-Coder-7B-Instruct"),
+            StudentModel("/nowhere/Qwen2.5-Coder-7B-Instruct", "7b", hub_id="Qwen/Qwen2.5-Coder-7B-Instruct"),
             TrainerConfig(),
         )
 
@@ -166,7 +167,7 @@ def test_configs_name_the_bad_key():
 @pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])
 def test_sharded_strategies_are_refused_without_cuda(strategy):
     with pytest.raises(ConfigError, match=rf"trainer\.strategy: '{strategy}'.*CUDA"):
-        check_environment(ModelConfig("tiny"), TrainerConfig(strategy=strategy))
+        check_environment(StudentModel("tiny", "tiny"), TrainerConfig(strategy=strategy))
 
 
 def test_flash_attention_on_cpu_warns_and_falls_back_to_sdpa(caplog):

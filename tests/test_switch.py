@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -54,22 +55,30 @@ def test_beta_is_late_biased_and_bounded() -> None:
     [("never", "on_policy", None), ("always", "bc", 0), ("fixed", "oec", 7), ("uniform", "oec", None)],
 )
 def test_modes_follow_the_schedule(schedule: str, mode: str, k: int | None) -> None:
-    config = parse(SwitchConfig, {"schedule": schedule, "k": 7}, "switch")
+    node = {"schedule": schedule, **({"k": 7} if schedule == "fixed" else {})}
+    config = parse(SwitchConfig, node, "switch")
     assert config.mode == mode
     if schedule != "uniform":
-        assert config.build().sample(random.Random(0)) == k
+        assert config.sample(random.Random(0)) == k
 
 
 @pytest.mark.parametrize(
     ("node", "key"),
     [
-        ({"schedule": "sometimes"}, "switch.schedule"),
-        ({"lo": 9, "hi": 2}, "switch.lo"),
-        ({"kk": 1}, "switch.kk"),
+        ({"schedule": "sometimes"}, "switch.schedule: 'sometimes' is not one of"),
+        ({"lo": 3}, "switch.schedule: missing"),
+        ({"schedule": "uniform", "lo": 9, "hi": 2}, "switch.hi: must be >= lo"),
+        ({"schedule": "beta", "a": 0}, "switch.a: must be > 0"),
+        ({"schedule": "fixed", "kk": 1}, "switch.kk: unknown key"),
+        ({"schedule": "always", "k": 1}, "switch.k: belongs to schedule='fixed'"),
+        (
+            {"schedule": "never", "handover_after_format_errors": 2},
+            "switch.handover_after_format_errors: belongs",
+        ),
     ],
 )
 def test_bad_switch_config_names_the_key(node: dict, key: str) -> None:
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match="^" + re.escape(key)):
         parse(SwitchConfig, node, "switch")
 
 

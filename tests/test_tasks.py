@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from oec.tasks import TasksConfig, TasksConfigError, load_tasks, task_from_row
+from oec.config import ConfigError, parse
+from oec.tasks import EmbeddedTasks, FileTasks, TasksConfig, load_tasks, task_from_row
 from oec.tasks.__main__ import CONF_DIR, main
 from oec.types import SchemaError
 
@@ -171,27 +171,34 @@ def test_embedded_source_without_materialising():
     ("fields", "key"),
     [
         ({"source": "hub"}, "tasks.source"),
-        ({"split": "dev"}, "tasks.split"),
-        ({"limit": 0}, "tasks.limit"),
-        ({"limit": True}, "tasks.limit"),
-        ({"instance_ids": "a__a-1"}, "tasks.instance_ids"),
+        ({}, "tasks.source"),
+        ({"source": "embedded", "split": "dev"}, "tasks.split"),
+        ({"source": "embedded", "limit": 0}, "tasks.limit"),
+        ({"source": "embedded", "limit": True}, "tasks.limit"),
+        ({"source": "embedded", "instance_ids": "a__a-1"}, "tasks.instance_ids"),
         ({"source": "file"}, "tasks.path"),
+        ({"source": "file", "path": "???"}, "tasks.path"),
         ({"source": "file", "path": "rows.csv"}, "tasks.format"),
         ({"source": "file", "path": "rows.jsonl", "format": "csv"}, "tasks.format"),
-        ({"path": "rows.jsonl"}, "tasks.path"),
-        ({"repos_dir": "/mirrors"}, "tasks.repos_dir"),
+        ({"source": "embedded", "path": "rows.jsonl"}, "tasks.path"),
+        ({"source": "embedded", "repos_dir": "/mirrors"}, "tasks.repos_dir"),
+        ({"source": "file", "path": "rows.jsonl", "cache_dir": "/c"}, "tasks.cache_dir"),
     ],
 )
 def test_config_errors_name_the_key(fields, key):
-    with pytest.raises(TasksConfigError, match=rf"^{re.escape(key)}: "):
-        TasksConfig(**fields)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: "):
+        parse(TasksConfig, fields, "tasks")
 
 
-def test_config_from_dict():
-    config = TasksConfig.from_dict({"source": "file", "path": "x.parquet", "instance_ids": ["a"]})
+def test_config_variants():
+    config = parse(TasksConfig, {"source": "file", "path": "x.parquet", "instance_ids": ["a"]}, "tasks")
+    assert isinstance(config, FileTasks)
     assert config.file_format == "parquet" and config.instance_ids == ("a",)
-    with pytest.raises(TasksConfigError, match=r"^tasks\.splt: unknown key"):
-        TasksConfig.from_dict({"splt": "train"})
+    assert isinstance(parse(TasksConfig, {"source": "embedded"}, "tasks"), EmbeddedTasks)
+    with pytest.raises(ConfigError, match=r"^tasks\.splt: unknown key"):
+        parse(TasksConfig, {"source": "embedded", "splt": "train"}, "tasks")
+    with pytest.raises(ConfigError, match=r"^tasks\.repos_dir: belongs to source='file'"):
+        parse(TasksConfig, {"source": "embedded", "repos_dir": "/m"}, "tasks")
 
 
 @pytest.mark.parametrize("option", ["embedded", "file"])
@@ -199,7 +206,7 @@ def test_hydra_group_matches_the_dataclass(option):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         extra = ["tasks.path=rows.jsonl"] if option == "file" else []
         cfg = compose(overrides=[f"+tasks={option}", *extra])
-    config = TasksConfig.from_dict(OmegaConf.to_container(cfg.tasks, resolve=True))
+    config = parse(TasksConfig, cfg.tasks, "tasks")
     assert config.source == option
 
 

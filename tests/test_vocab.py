@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from oec.sft.config import ModelConfig
+from oec.config import ConfigError, parse
 from oec.sft.loss import masked_lm_loss_sum
 from oec.sft.module import OptimConfig, SFTModule
 from oec.sft.vocab import UsedVocab
+from oec.student import StudentModel
 from tests.sft_helpers import MICRO, loader, micro_model, quiet_trainer
 
 
@@ -92,8 +93,12 @@ def test_unused_rows_stay_zero_through_training_and_the_model_keeps_its_full_voc
 
 
 def test_the_data_vocabulary_is_refused_for_a_pretrained_model():
-    with pytest.raises(ValueError, match=r"model\.vocab"):
-        ModelConfig(name_or_path="/models/Qwen2.5-Coder-7B-Instruct", vocab="data")
+    with pytest.raises(ConfigError, match=r"^model\.vocab: 'data'"):
+        parse(
+            StudentModel,
+            {"name_or_path": "/models/Qwen2.5-Coder-7B-Instruct", "tag": "7b", "vocab": "data"},
+            "model",
+        )
 
 
 def test_ids_outside_the_vocabulary_are_refused():

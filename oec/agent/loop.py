@@ -13,32 +13,26 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from oec.agent.actions import FormatError, parse_action
 from oec.agent.prompts import Prompts, format_error, observation
 from oec.agent.tools import TOOL_DOCS, InvalidToolCall, ToolBox
+from oec.config import Above, AtLeast
 from oec.policies.base import ContextLimitExceeded, Policy
 from oec.types import ExitStatus, Message, Task
 
 
 @dataclass(frozen=True)
 class AgentLimits:
-    """``agent.limits`` config. ``max_calls`` applies to each model separately (reference: 75)."""
+    """``agent.limits`` config: when an episode ends without a submission."""
 
-    max_calls: int = 75
-    max_consecutive_format_errors: int = 3
-    wall_time_s: float = 3600.0
-
-    def __post_init__(self) -> None:
-        if self.max_calls < 1:
-            raise ValueError(f"agent.limits.max_calls: must be >= 1, got {self.max_calls}")
-        if self.max_consecutive_format_errors < 1:
-            raise ValueError(
-                "agent.limits.max_consecutive_format_errors: must be >= 1, "
-                f"got {self.max_consecutive_format_errors}"
-            )
-        if self.wall_time_s <= 0:
-            raise ValueError(f"agent.limits.wall_time_s: must be > 0, got {self.wall_time_s}")
+    max_calls: Annotated[int, AtLeast(1)] = 75
+    """Model calls per model (student and expert separately; reference: 75)."""
+    max_consecutive_format_errors: Annotated[int, AtLeast(1)] = 3
+    """This many malformed calls in a row end the episode with ``format_errors``."""
+    wall_time_s: Annotated[float, Above(0)] = 3600.0
+    """Whole-episode budget, checked between model calls."""
 
 
 @dataclass

@@ -17,13 +17,15 @@ from transformers import PreTrainedTokenizerBase
 
 from oec.data.collate import ExampleDataset, collate, collate_packed
 from oec.data.config import DataConfig
-from oec.data.mix import Mix, build_mix, print_summary
+from oec.data.mix import Mix, build_mix, print_mix_summary
 from oec.data.plan import StepBatchSampler
 from oec.data.render import Example
+from oec.student import StudentModel
 
 
 class SFTDataModule(L.LightningDataModule):
-    """Serves ``config``'s mix. ``shuffle_seed`` orders the batches (the mix's choices use ``config.seed``).
+    """Serves ``config``'s mix, rendered for ``student`` (see build_mix). ``shuffle_seed`` orders the
+    batches (the mix's choices use ``config.seed``).
 
     ``world_size``, ``rank`` and ``accumulate_grad_batches`` are read from the attached trainer; the
     constructor values are used only without one (e.g. to inspect batches in a notebook or a test).
@@ -33,6 +35,7 @@ class SFTDataModule(L.LightningDataModule):
         self,
         config: DataConfig,
         tokenizer: PreTrainedTokenizerBase,
+        student: StudentModel | None = None,
         shuffle_seed: int = 0,
         world_size: int = 1,
         rank: int = 0,
@@ -43,6 +46,7 @@ class SFTDataModule(L.LightningDataModule):
             raise ValueError("the tokenizer has no pad token; padded batches need one")
         self.config = config
         self.tokenizer = tokenizer
+        self.student = student
         self.shuffle_seed = shuffle_seed
         self._world_size = world_size
         self._rank = rank
@@ -51,8 +55,8 @@ class SFTDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.mix is None:
-            self.mix = build_mix(self.config, self.tokenizer)
-            rank_zero_only(print_summary)(self.mix.summary)
+            self.mix = build_mix(self.config, self.tokenizer, self.student)
+            rank_zero_only(print_mix_summary)(self.mix.summary)
 
     @property
     def _layout(self) -> tuple[int, int, int]:

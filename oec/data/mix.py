@@ -19,6 +19,7 @@ logged as warnings.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -32,9 +33,11 @@ from rich.console import Console
 from rich.table import Table
 from transformers import PreTrainedTokenizerBase
 
+from oec.chat import student_view
 from oec.data.config import DataConfig, SourceConfig
 from oec.data.render import REFUSAL_REASONS, Example, RenderError, render_many
 from oec.store import StoreError, read_trajectories
+from oec.student import StudentModel
 from oec.types import Trajectory
 
 log = logging.getLogger(__name__)
@@ -185,7 +188,7 @@ class MixSummary:
         return [splits, sources]
 
 
-def print_summary(summary: MixSummary, console: Console | None = None) -> None:
+def print_mix_summary(summary: MixSummary, console: Console | None = None) -> None:
     """Print the summary tables (to stdout unless ``console`` says otherwise)."""
     console = console or Console()
     for table in summary.tables():
@@ -228,12 +231,14 @@ def _select_source(
     source: SourceConfig,
     config: DataConfig,
     tokenizer: PreTrainedTokenizerBase,
+    student: StudentModel | None,
     seen: set[tuple[str, str]],
 ) -> tuple[list[Example], SourceStats]:
     key = f"data.sources[{index}]"
     mask = source.mask or config.mask
-    stats = SourceStats(key=key, path=source.path, arm=source.arm, mask=mask)
-    trajectories = read_store(source.path, f"{key}.path")
+    path = config.store_path(source)
+    stats = SourceStats(key=key, path=str(path), arm=source.arm, mask=mask)
+    trajectories = read_store(path, f"{key}.store")
     stats.read = len(trajectories)
     kept: list[Trajectory] = []
     for trajectory in trajectories:
@@ -241,13 +246,17 @@ def _select_source(
             stats.other_mode[trajectory.mode] += 1
         elif config.accepted_only and not trajectory.accepted:
             stats.not_accepted += 1
+        elif config.history == "elided" and student is not None:
+            view = student_view(trajectory.messages, student.last_n_observations)
+            kept.append(dataclasses.replace(trajectory, messages=view))
         else:
             kept.append(trajectory)
     examples: list[Example] = []
     refusals: list[str] = []
+    max_seq_len = student.max_seq_len if student is not None else None
     for begin in range(0, len(kept), RENDER_CHUNK):
         chunk = kept[begin : begin + RENDER_CHUNK]
-        for result in render_many(chunk, tokenizer, mask, config.max_seq_len, source.arm):
+        for result in render_many(chunk, tokenizer, mask, max_seq_len, source.arm):
             if isinstance(result, RenderError):
                 stats.refused[result.reason] += 1
                 refusals.append(str(result))
@@ -262,7 +271,7 @@ def _select_source(
     if refusals:
         log.warning(
             "%s (%s): %d trajectories refused %s; first: %s",
-            key, source.path, len(refusals), dict(stats.refused), refusals[0],
+            key, stats.path, len(refusals), dict(stats.refused), refusals[0],
         )  # fmt: skip
 
     cap = source.per_instance_cap or config.per_instance_cap
@@ -285,7 +294,7 @@ def _select_source(
         examples = [e for e in examples if id(e) in chosen]
     stats.selected = len(examples)
     if not examples:
-        log.warning("%s (%s) contributes no examples: %s", key, source.path, stats.describe())
+        log.warning("%s (%s) contributes no examples: %s", key, stats.path, stats.describe())
     return examples, stats
 
 
@@ -304,10 +313,18 @@ def _weighted(examples: list[Example], weight: float, rng: random.Random) -> lis
     return examples * repeats + rng.sample(examples, extra)
 
 
-def build_mix(config: DataConfig, tokenizer: PreTrainedTokenizerBase) -> Mix:
-    """Render, select and split the mix described by ``config``; raises :class:`MixError` on bad input."""
+def build_mix(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, student: StudentModel | None = None
+) -> Mix:
+    """Render, select and split the mix described by ``config``; raises :class:`MixError` on bad input.
+
+    ``student`` (the description) sets the longest example and, with ``data.history=elided``, the
+    view; None renders whole conversations without a length limit.
+    """
+    if config.history == "elided" and student is None:
+        raise MixError("data.history: 'elided' needs the student description (model.last_n_observations)")
     seen: set[tuple[str, str]] = set()
-    selected = [_select_source(i, s, config, tokenizer, seen) for i, s in enumerate(config.sources)]
+    selected = [_select_source(i, s, config, tokenizer, student, seen) for i, s in enumerate(config.sources)]
     instances = {e.instance_id for examples, _ in selected for e in examples}
     if not instances:
         causes = "; ".join(f"{stats.key} ({stats.path}): {stats.describe()}" for _, stats in selected)

@@ -2,9 +2,9 @@
 
 :class:`HFPolicyBuilder` loads the model and the tokenizer once; calling it per rollout returns a
 light :class:`HFPolicy` that shares them. Generation is serialised with a lock, so rollouts on
-several threads can share one model safely. Each call renders the conversation with the Qwen2.5
-chat template (``add_generation_prompt``), optionally shortens old observations (SWE-agent's
-``last_n_observations`` history processor), refuses prompts over ``max_context_tokens`` with
+several threads can share one model safely. Each call renders the student's view of the
+conversation (:func:`oec.chat.student_view`: older observations elided) with the chat template
+(``add_generation_prompt``), refuses prompts over the description's ``max_seq_len`` with
 :class:`~oec.policies.base.ContextLimitExceeded`, and generates until ``<|im_end|>``.
 
 Decoding is fully set by the config: temperature 0 is greedy, otherwise sampling with ``top_p``
@@ -23,39 +23,14 @@ from collections.abc import Sequence
 import torch
 from transformers import GenerationConfig
 
-from oec.agent.prompts import OBSERVATION_PREFIX
-from oec.chat import load_tokenizer
-from oec.modeling import TINY, build_model, resolve_dtype, skip_zero_lm_head_rows
-from oec.policies import PolicyConfig
+from oec.chat import load_student_tokenizer, student_view
+from oec.modeling import build_model, skip_zero_lm_head_rows
+from oec.policies import HFPolicyConfig
 from oec.policies.base import ContextLimitExceeded, Reply
-from oec.types import Message, Task, Usage
+from oec.student import StudentModel
+from oec.types import Author, Message, Task, Usage
 
 log = logging.getLogger(__name__)
-
-ELIDED_OBSERVATION = "Old environment output: ({lines} lines omitted)"
-"""What an observation older than the last N becomes (SWE-agent's wording)."""
-
-
-def elide_old_observations(messages: Sequence[Message], keep_last: int | None) -> list[Message]:
-    """Keep the newest ``keep_last`` tool observations in full and shorten older ones to one line.
-
-    Only tool outputs (``OBSERVATION:`` messages from the environment) are shortened; the task
-    prompt and format-error notices are short and stay. ``keep_last=None`` keeps everything.
-    """
-    if keep_last is None:
-        return list(messages)
-    observations = [
-        i for i, m in enumerate(messages) if m.author == "env" and m.content.startswith(OBSERVATION_PREFIX)
-    ]
-    old = set(observations[: max(0, len(observations) - keep_last)])
-    result = []
-    for i, message in enumerate(messages):
-        if i in old:
-            lines = message.content.removeprefix(OBSERVATION_PREFIX).count("\n") + 1
-            content = OBSERVATION_PREFIX + ELIDED_OBSERVATION.format(lines=lines)
-            message = Message(message.role, content, message.author, message.turn)
-        result.append(message)
-    return result
 
 
 def resolve_device(device: str) -> torch.device:
@@ -67,17 +42,21 @@ def resolve_device(device: str) -> torch.device:
 
 
 class HFPolicyBuilder:
-    """Loads ``config.model`` and its tokenizer once; ``builder(task, seed)`` gives a rollout's policy."""
+    """Loads ``config.model`` and its tokenizer once; ``builder(task, seed)`` gives a rollout's policy.
 
-    def __init__(self, config: PolicyConfig) -> None:
-        if config.backend != "hf":
-            raise ValueError(f"HFPolicyBuilder needs backend 'hf', got {config.backend!r}")
+    Everything but the weights comes from the student description: the tokenizer rule, the chat
+    template, the attention kernel, the inference dtype, the context length and the history view.
+    """
+
+    def __init__(self, config: HFPolicyConfig, author: Author, student: StudentModel) -> None:
         self.config = config
+        self.author = author
+        self.student = student
         self.device = resolve_device(config.device)
         model = build_model(
             config.model,
-            dtype=resolve_dtype(config.dtype, self.device),
-            attn_implementation=config.attn_implementation,
+            dtype=student.inference_dtype(self.device.type),
+            attn_implementation=student.attn_implementation,
             seed=config.init_seed,
         )
         skipped = skip_zero_lm_head_rows(model)
@@ -88,8 +67,7 @@ class HFPolicyBuilder:
                 skipped,
             )
         self.model = model.to(self.device)
-        tokenizer_source = config.tokenizer or (None if config.model == TINY else config.model)
-        self.tokenizer = load_tokenizer(tokenizer_source)
+        self.tokenizer = load_student_tokenizer(student, weights=config.model)
         stop_tokens = ("<|im_end|>", "<|endoftext|>")
         self.stop_ids = [self.tokenizer.convert_tokens_to_ids(token) for token in stop_tokens]
         sampling = {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
@@ -114,22 +92,22 @@ class HFPolicy:
         self.builder = builder
         self.seed = seed
         self.name = builder.name
-        self.author = builder.config.author
+        self.author = builder.author
 
     def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         """Token ids of the prompt the model sees for ``messages`` (after the history processor)."""
-        shown = elide_old_observations(messages, self.builder.config.last_n_observations)
+        shown = student_view(messages, self.builder.student.last_n_observations)
         chat = [{"role": m.role, "content": m.content} for m in shown]
         return self.builder.tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, tokenize=True, return_dict=False
         )
 
     def act(self, messages: Sequence[Message]) -> Reply:
-        builder, config = self.builder, self.builder.config
+        builder = self.builder
         with builder.lock:
             ids = self.prompt_ids(messages)
-            if len(ids) > config.max_context_tokens:
-                limit = config.max_context_tokens
+            if len(ids) > builder.student.max_seq_len:
+                limit = builder.student.max_seq_len
                 raise ContextLimitExceeded(f"{self.name}: prompt of {len(ids)} tokens exceeds {limit=}")
             input_ids = torch.tensor([ids], device=builder.device)
             call_index = sum(1 for m in messages if m.role == "assistant")

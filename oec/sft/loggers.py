@@ -31,7 +31,8 @@ class WandbConfig:
     mode: Literal["offline", "online", "disabled"] = "offline"
     project: str = "oec"
     entity: str | None = None
-    group: str | None = None  # e.g. the experiment name, so that seeds of one arm group together
+    group: str | None = None
+    """e.g. the experiment name and scale, so that the seeds of one arm group together."""
     tags: list[str] = field(default_factory=list)
 
 
@@ -40,7 +41,8 @@ class LoggerConfig:
     """``logger`` config group."""
 
     wandb: WandbConfig = field(default_factory=WandbConfig)
-    metrics_file: str = METRICS_FILE  # relative to the run directory
+    metrics_file: str = METRICS_FILE
+    """Relative to the run directory."""
 
 
 class JsonlLogger(Logger):

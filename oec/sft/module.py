@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import lightning as L
 import torch
@@ -30,6 +30,7 @@ from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from torch import Tensor
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
+from oec.config import Above, AtLeast, AtMost, Below
 from oec.sft.loss import masked_lm_loss_sum
 from oec.sft.vocab import UsedVocab
 
@@ -41,25 +42,19 @@ class OptimConfig:
     Defaults follow the public SWE-smith recipe (the paper does not publish its SFT hyperparameters).
     """
 
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    warmup_steps: int = 5  # linear warm-up from 0, in optimiser steps
-    warmup_ratio: float | None = None  # when set, warm-up is this fraction of all steps instead
-    min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"optim.lr: must be > 0, got {self.lr}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"optim.betas: must be two numbers in [0, 1), got {self.betas}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps: must be >= 0, got {self.warmup_steps}")
-        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"optim.warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"optim.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
+    lr: Annotated[float, Above(0)] = 5e-5
+    weight_decay: Annotated[float, AtLeast(0)] = 0.01
+    betas: tuple[Annotated[float, AtLeast(0), Below(1)], Annotated[float, AtLeast(0), Below(1)]] = (
+        0.9,
+        0.999,
+    )
+    eps: Annotated[float, Above(0)] = 1e-8
+    warmup_steps: Annotated[int, AtLeast(0)] = 5
+    """Linear warm-up from 0, in optimiser steps."""
+    warmup_ratio: Annotated[float, AtLeast(0), Below(1)] | None = None
+    """When set, warm-up is this fraction of all steps instead."""
+    min_lr_ratio: Annotated[float, AtLeast(0), AtMost(1)] = 0.0
+    """The cosine ends at lr * min_lr_ratio."""
 
     def warmup(self, total_steps: int) -> int:
         if self.warmup_ratio is not None:

@@ -23,17 +23,18 @@ from typing import Any
 import lightning as L
 from transformers import PreTrainedTokenizerBase
 
-from oec.chat import load_tokenizer
+from oec.chat import load_student_tokenizer
 from oec.config import ConfigError
 from oec.data.config import DataConfig
 from oec.data.datamodule import SFTDataModule
 from oec.modeling import TINY_QWEN2, build_model, resolve_attention
-from oec.sft.config import ModelConfig, TrainConfig, TrainerConfig, check_environment
+from oec.sft.config import TrainConfig, TrainerConfig, check_environment
 from oec.sft.export import MANIFEST, export_pretrained, is_complete_export, load_checkpoint_weights
 from oec.sft.loggers import LoggerConfig, build_loggers
 from oec.sft.module import OptimConfig, SFTModule
 from oec.sft.trainer import CHECKPOINTS, build_trainer, latest_checkpoint
 from oec.sft.vocab import UsedVocab
+from oec.student import StudentModel
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class RunSettings:
     name: str
     seed: int
     train: TrainConfig
-    model: ModelConfig
+    model: StudentModel
     trainer: TrainerConfig
     optim: OptimConfig
     data: DataConfig
@@ -85,8 +86,8 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
     attention, reason = resolve_attention(model_cfg.attn_implementation)
     log.info("attention: %s (%s)", attention, reason)
     L.seed_everything(settings.seed, workers=True)
-    tokenizer = load_tokenizer(model_cfg.tokenizer or (None if model_cfg.is_tiny else model_cfg.name_or_path))
-    data = SFTDataModule(settings.data, tokenizer, shuffle_seed=settings.seed)
+    tokenizer = load_student_tokenizer(model_cfg)
+    data = SFTDataModule(settings.data, tokenizer, model_cfg, shuffle_seed=settings.seed)
     # Build the mix now: a missing or empty store fails before a model is built or a logger started.
     data.setup("fit")
 

@@ -19,7 +19,8 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, Strategy
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from oec.sft.config import ModelConfig, TrainerConfig
+from oec.sft.config import TrainerConfig
+from oec.student import StudentModel
 
 CHECKPOINTS = "checkpoints"
 
@@ -60,7 +61,7 @@ def build_strategy(cfg: TrainerConfig) -> Strategy | str:
 
 
 def build_trainer(
-    cfg: TrainerConfig, model: ModelConfig, run_dir: str | Path, loggers: list[Logger]
+    cfg: TrainerConfig, model: StudentModel, run_dir: str | Path, loggers: list[Logger]
 ) -> L.Trainer:
     checkpoints = ModelCheckpoint(
         dirpath=Path(run_dir) / CHECKPOINTS,

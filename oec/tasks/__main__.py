@@ -14,13 +14,13 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from oec.tasks.config import TasksConfig, TasksConfigError
+from oec.config import ConfigError, parse
+from oec.tasks.config import TasksConfig
 from oec.tasks.loaders import load_from_config
 from oec.tasks.validate import ValidationResult, validate_tasks
 
@@ -32,10 +32,8 @@ def compose_tasks_config(overrides: list[str], config_dir: Path = CONF_DIR) -> T
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     if "tasks" not in cfg:
-        raise TasksConfigError(
-            f"tasks: {config_dir}/config.yaml has no 'tasks' group; pass e.g. +tasks=embedded"
-        )
-    return TasksConfig.from_dict(OmegaConf.to_container(cfg.tasks, resolve=True, throw_on_missing=True))
+        raise ConfigError(f"tasks: {config_dir}/config.yaml has no 'tasks' group; pass e.g. +tasks=embedded")
+    return parse(TasksConfig, cfg.tasks, "tasks")
 
 
 def _table(results: list[ValidationResult]) -> Table:
@@ -53,7 +51,7 @@ def _table(results: list[ValidationResult]) -> Table:
 def validate(overrides: list[str], workers: int, config_dir: Path, console: Console) -> int:
     try:
         config = compose_tasks_config(overrides, config_dir)
-    except (HydraException, OmegaConfBaseException, TasksConfigError) as exc:
+    except (HydraException, OmegaConfBaseException, ConfigError) as exc:
         console.print(f"[red]config error:[/red] {escape(str(exc))}")
         return 2
     start = time.perf_counter()

@@ -1,86 +1,68 @@
-"""Typed configuration of the ``tasks`` Hydra group (conf/tasks/*.yaml), validated on construction.
+"""Typed configuration of the ``tasks`` Hydra group (conf/tasks/*.yaml): one variant per task source.
 
-Entry modules convert ``cfg.tasks`` with :meth:`TasksConfig.from_dict` before touching a model or a
-sandbox; every error names the config key (``tasks.split``, ``tasks.path``...).
+``TasksConfig`` is the choice of source by its ``source`` key; a field of the other source is an
+error naming it (``tasks.path: belongs to source='file'``). Entry modules build it with
+``oec.config.parse(TasksConfig, cfg.tasks, "tasks")``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import Annotated, Literal
 
-SOURCES = ("embedded", "file")
-FORMATS = ("jsonl", "parquet")
-SPLITS = ("train", "test")
-_SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+from oec.config import AtLeast, NonEmpty
 
-
-class TasksConfigError(ValueError):
-    """An invalid ``tasks`` config value; the message starts with the config key."""
+Split = Literal["train", "test"]
+FileFormat = Literal["jsonl", "parquet"]
+_SUFFIX_FORMATS: dict[str, FileFormat] = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
 @dataclass(frozen=True)
-class TasksConfig:
-    """Where tasks come from and which of them to use."""
+class EmbeddedTasks:
+    """The bundled embedded tasks (oec/tasks/embedded/tasks.jsonl)."""
 
-    source: str = "embedded"
-    """``embedded`` (the bundled tasks.jsonl) or ``file`` (SWE-bench / SWE-Gym / SWE-smith rows)."""
-    path: str | None = None
-    """source=file: the JSONL or parquet file of rows."""
-    format: str | None = None
-    """source=file: ``jsonl`` or ``parquet``; null infers it from the file extension."""
-    split: str | None = None
-    """Keep only ``train`` or ``test`` tasks; null keeps all. For files, rows without a split get this one."""
+    source: Literal["embedded"] = "embedded"
+    split: Split | None = None
+    """Keep only ``train`` or ``test`` tasks; null keeps all."""
     instance_ids: tuple[str, ...] | None = None
     """Keep only these instances (in file order); null keeps all."""
-    limit: int | None = None
+    limit: Annotated[int, AtLeast(1)] | None = None
     """Keep at most this many tasks after the other filters (first ones in file order)."""
     cache_dir: str | None = None
-    """source=embedded: where base repositories are materialised; null is ~/.cache/oec/embedded."""
+    """Where base repositories are materialised; null is ~/.cache/oec/embedded."""
+
+
+@dataclass(frozen=True)
+class FileTasks:
+    """SWE-bench / SWE-Gym / SWE-smith rows from a local JSONL or parquet file."""
+
+    path: Annotated[str, NonEmpty()]
+    """The rows file."""
+    source: Literal["file"] = "file"
+    format: FileFormat | None = None
+    """``jsonl`` or ``parquet``; null infers it from the file extension."""
+    split: Split | None = None
+    """Keep only ``train`` or ``test`` tasks; null keeps all. Rows without a split field get this one."""
+    instance_ids: tuple[str, ...] | None = None
+    """Keep only these instances (in file order); null keeps all."""
+    limit: Annotated[int, AtLeast(1)] | None = None
+    """Keep at most this many tasks after the other filters (first ones in file order)."""
     repos_dir: str | None = None
-    """source=file: directory of local repository mirrors (``owner__name``); sets Task.snapshot."""
+    """Directory of local repository mirrors (``owner__name``); sets Task.snapshot."""
 
     def __post_init__(self) -> None:
-        key = "tasks"
-        if self.source not in SOURCES:
-            raise TasksConfigError(f"{key}.source: must be one of {SOURCES}, got {self.source!r}")
-        if self.split is not None and self.split not in SPLITS:
-            raise TasksConfigError(f"{key}.split: must be one of {SPLITS} or null, got {self.split!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)):
-            raise TasksConfigError(f"{key}.limit: must be an integer or null, got {self.limit!r}")
-        if self.limit is not None and self.limit < 1:
-            raise TasksConfigError(f"{key}.limit: must be at least 1, got {self.limit}")
-        if self.instance_ids is not None:
-            if isinstance(self.instance_ids, str) or not all(isinstance(i, str) for i in self.instance_ids):
-                raise TasksConfigError(f"{key}.instance_ids: must be a list of strings or null")
-            object.__setattr__(self, "instance_ids", tuple(self.instance_ids))
-        if self.format is not None and self.format not in FORMATS:
-            raise TasksConfigError(f"{key}.format: must be one of {FORMATS} or null, got {self.format!r}")
-        if self.source == "file":
-            if not self.path:
-                raise TasksConfigError(f"{key}.path: required when tasks.source is 'file'")
-            if self.format is None and PurePath(self.path).suffix not in _SUFFIX_FORMATS:
-                raise TasksConfigError(
-                    f"{key}.format: cannot infer the format of {self.path!r} from its extension; "
-                    f"set tasks.format to one of {FORMATS}"
-                )
-        else:
-            for name in ("path", "format", "repos_dir"):
-                if getattr(self, name) is not None:
-                    raise TasksConfigError(f"{key}.{name}: only used with tasks.source=file")
+        if self.format is None and PurePath(self.path).suffix not in _SUFFIX_FORMATS:
+            raise ValueError(
+                f"format: cannot infer the format of {self.path!r} from its extension; "
+                "set tasks.format to jsonl or parquet"
+            )
 
     @property
-    def file_format(self) -> str:
+    def file_format(self) -> FileFormat:
         """The format of ``path``: ``format`` if set, else inferred from the extension."""
-        return self.format or _SUFFIX_FORMATS[PurePath(str(self.path)).suffix]
+        return self.format or _SUFFIX_FORMATS[PurePath(self.path).suffix]
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TasksConfig:
-        """Build from a plain mapping (``OmegaConf.to_container(cfg.tasks)``); unknown keys are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TasksConfigError(f"tasks.{unknown[0]}: unknown key (known: {sorted(known)})")
-        return cls(**dict(data))
+
+TasksConfig = EmbeddedTasks | FileTasks
+"""Where tasks come from and which of them to use, chosen by ``source``."""

@@ -22,12 +22,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oec.tasks.config import TasksConfig
+from oec.config import parse
+from oec.tasks.config import EmbeddedTasks, FileTasks, TasksConfig
 from oec.tasks.embedded import TASKS_FILE, MaterializeError, materialize
 from oec.types import SchemaError, Task
 
@@ -140,43 +141,26 @@ def _parse(
     return tasks, errors
 
 
-def load_tasks(
-    source: str = "embedded",
-    *,
-    path: str | None = None,
-    format: str | None = None,
-    split: str | None = None,
-    instance_ids: Sequence[str] | None = None,
-    limit: int | None = None,
-    cache_dir: str | None = None,
-    repos_dir: str | None = None,
-    materialize_snapshots: bool = True,
-) -> LoadResult:
-    """Load, filter (instance_ids, then split, then limit) and, for embedded tasks, materialise.
-
-    Arguments are the fields of :class:`TasksConfig` (and are validated by it). With
-    ``materialize_snapshots=False`` embedded tasks keep ``snapshot=None`` (metadata-only use).
-    """
-    config = TasksConfig(
-        source=source,
-        path=path,
-        format=format,
-        split=split,
-        instance_ids=None if instance_ids is None else tuple(instance_ids),
-        limit=limit,
-        cache_dir=cache_dir,
-        repos_dir=repos_dir,
-    )
+def load_tasks(source: str, **fields: Any) -> LoadResult:
+    """:func:`load_from_config` from keyword arguments: ``source`` and the fields of its
+    :data:`TasksConfig` variant (validated like the ``tasks`` config), plus ``materialize_snapshots``."""
+    materialize_snapshots = fields.pop("materialize_snapshots", True)
+    config = parse(TasksConfig, {"source": source, **fields}, "tasks")
     return load_from_config(config, materialize_snapshots=materialize_snapshots)
 
 
 def load_from_config(config: TasksConfig, *, materialize_snapshots: bool = True) -> LoadResult:
     """:func:`load_tasks` for an already validated :class:`TasksConfig`."""
-    if config.source == "embedded":
-        file, file_format, default_split = TASKS_FILE, "jsonl", None
+    if isinstance(config, FileTasks):
+        file, file_format, default_split, repos_dir = (
+            Path(config.path),
+            config.file_format,
+            config.split,
+            config.repos_dir,
+        )
     else:
-        file, file_format, default_split = Path(str(config.path)), config.file_format, config.split
-    numbered, errors = _parse(file, file_format, default_split, config.repos_dir)
+        file, file_format, default_split, repos_dir = TASKS_FILE, "jsonl", None, None
+    numbered, errors = _parse(file, file_format, default_split, repos_dir)
 
     if config.instance_ids is not None:
         wanted = set(config.instance_ids)
@@ -194,7 +178,7 @@ def load_from_config(config: TasksConfig, *, materialize_snapshots: bool = True)
 
     tasks = []
     for number, task in numbered:
-        if config.source == "embedded" and materialize_snapshots:
+        if isinstance(config, EmbeddedTasks) and materialize_snapshots:
             try:
                 task = dataclasses.replace(task, snapshot=str(materialize(task, config.cache_dir)))
             except MaterializeError as exc:

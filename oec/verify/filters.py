@@ -21,11 +21,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Annotated, Protocol
 
 from oec.agent.actions import FormatError, parse_action
 from oec.agent.prompts import is_format_error
-from oec.types import EXIT_STATUSES, Message, Trajectory
+from oec.config import AtLeast
+from oec.types import ExitStatus, Message, Trajectory
 
 ActionKey = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -36,27 +37,14 @@ class RepetitionConfig:
 
     enabled: bool = True
     """Master switch; false is the "without the repetition filter" ablation."""
-    max_identical_consecutive_actions: int | None = 2
+    max_identical_consecutive_actions: Annotated[int, AtLeast(1)] | None = 2
     """Longest allowed run of the same action; a third identical call in a row is a loop."""
-    ngram_size: int = 2
+    ngram_size: Annotated[int, AtLeast(1)] = 2
     """Length of the action n-grams counted by ``max_ngram_repeats``."""
-    max_ngram_repeats: int | None = 3
+    max_ngram_repeats: Annotated[int, AtLeast(1)] | None = 3
     """Most times any one action n-gram may occur (overlapping), e.g. an edit/run cycle redone."""
-    max_identical_consecutive_observations: int | None = None
+    max_identical_consecutive_observations: Annotated[int, AtLeast(1)] | None = None
     """Longest allowed run of identical observations (off by default: silent commands repeat)."""
-
-    def __post_init__(self) -> None:
-        for name in ("max_identical_consecutive_actions", "max_ngram_repeats"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"filter.repetition.{name}: must be >= 1 or null, got {value}")
-        if self.ngram_size < 1:
-            raise ValueError(f"filter.repetition.ngram_size: must be >= 1, got {self.ngram_size}")
-        value = self.max_identical_consecutive_observations
-        if value is not None and value < 1:
-            raise ValueError(
-                f"filter.repetition.max_identical_consecutive_observations: must be >= 1 or null, got {value}"
-            )
 
 
 @dataclass(frozen=True)
@@ -64,19 +52,10 @@ class FilterConfig:
     """``filter`` config group: which resolved trajectories are accepted for training."""
 
     repetition: RepetitionConfig = field(default_factory=RepetitionConfig)
-    max_format_errors: int | None = 2
+    max_format_errors: Annotated[int, AtLeast(0)] | None = 2
     """Most format-error turns a kept trajectory may contain (null: no limit)."""
-    allowed_exit_statuses: list[str] = field(default_factory=lambda: ["submitted"])
+    allowed_exit_statuses: list[ExitStatus] = field(default_factory=lambda: ["submitted"])
     """Exit statuses a kept trajectory may have; others are rejected as ``exit_status:<status>``."""
-
-    def __post_init__(self) -> None:
-        if self.max_format_errors is not None and self.max_format_errors < 0:
-            raise ValueError(f"filter.max_format_errors: must be >= 0 or null, got {self.max_format_errors}")
-        unknown = [s for s in self.allowed_exit_statuses if s not in EXIT_STATUSES]
-        if unknown:
-            raise ValueError(
-                f"filter.allowed_exit_statuses: unknown status {unknown[0]!r} (known: {list(EXIT_STATUSES)})"
-            )
 
 
 class Filter(Protocol):

@@ -1,0 +1,149 @@
+"""Every experiment composes for every verb into typed settings, without loading a model or a sandbox.
+
+Method arms (conf/exp/) and model scales (conf/model/) are orthogonal: each arm is composed at each
+scale for ``collect``, ``train`` and ``evaluate``, and the demo's pipeline stages are composed as
+``make run`` runs them. Outside the demo, what a real run must supply (the task source, the expert,
+the student checkpoint) is mandatory and named when missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from oec.collect import CollectConfig
+from oec.config import ConfigError, parse
+from oec.evaluate import EvaluateConfig
+from oec.pipeline import stages
+from oec.policies import HFPolicyConfig, OraclePolicyConfig
+from oec.runner import load_rollout_config
+from oec.switch import Always, Never, Uniform
+from oec.tasks import EmbeddedTasks, FileTasks
+from oec.train import load_settings
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+ARMS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml") if p.stem != "demo")
+SCALES = {"tiny": "tiny", "qwen2.5-coder-7b": "7b", "qwen2.5-coder-32b": "32b"}
+MODES = {"bc": "bc", "on_policy": "on_policy"}
+"""The rollout mode of each arm that is not OEC."""
+MASKS = {"oec_no_mask": "assistant"}
+"""The loss mask of each arm that does not train on the expert's turns only."""
+STORES = {"bc_oec": ["bc", "oec"], "oec_no_mask": ["oec"]}
+"""The stores an arm trains on, when not its own."""
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=[*overrides, "train.run_dir=/unused"])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    """A folder that passes the checkpoint-folder check (nothing is loaded from it)."""
+    folder = tmp_path_factory.mktemp("checkpoint")
+    (folder / "config.json").write_text("{}")
+    return str(folder)
+
+
+def real_run(checkpoint: str) -> list[str]:
+    """What a real run supplies on the command line: tasks, an expert and the rollout student."""
+    return [
+        "tasks.path=rows.parquet",
+        "policy@expert=hf",
+        f"expert.model={checkpoint}",
+        f"student.model={checkpoint}",
+    ]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("arm", ARMS)
+def test_train_composes_arm_and_scale(arm: str, scale: str):
+    settings = load_settings(composed(f"+exp={arm}", f"model={scale}", "paths.root=/o"))
+    tag = SCALES[scale]
+    assert settings.name == arm and settings.model.tag == tag
+    assert settings.trainer.strategy == ("auto" if scale == "tiny" else "fsdp")
+    assert settings.data.mask == MASKS.get(arm, "expert")
+    stores = [str(settings.data.store_path(s)) for s in settings.data.sources]
+    assert stores == [f"/o/stores/{tag}/{name}" for name in STORES.get(arm, [arm])]
+    if scale != "tiny":
+        assert settings.model.hub_id == f"Qwen/Qwen2.5-Coder-{tag.upper()}-Instruct"
+        assert settings.model.max_seq_len == 32768 and settings.model.precision == "bf16-true"
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("arm", ARMS)
+def test_collect_composes_arm_and_scale(arm: str, scale: str, checkpoint: str):
+    cfg = composed(f"+exp={arm}", f"model={scale}", *real_run(checkpoint))
+    config = load_rollout_config(cfg)
+    parse(CollectConfig, cfg.collect, "collect")
+    mode = MODES.get(arm, "oec")
+    assert config.settings.switch.mode == mode
+    assert isinstance(config.tasks, FileTasks) and config.tasks.path == "rows.parquet"
+    roles = {"bc": ["expert"], "on_policy": ["student"]}.get(mode, ["student", "expert"])
+    assert list(config.policies) == roles
+    assert all(isinstance(p, HFPolicyConfig) and p.model == checkpoint for p in config.policies.values())
+    assert config.student.tag == SCALES[scale]
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_a_real_run_without_its_parts_names_every_missing_key(arm: str):
+    with pytest.raises(ConfigError) as error:
+        load_rollout_config(composed(f"+exp={arm}", "model=qwen2.5-coder-7b"))
+    message = str(error.value)
+    assert "tasks.path: missing mandatory value" in message
+    mode = MODES.get(arm, "oec")
+    assert ("student.model: missing mandatory value" in message) == (mode != "bc")
+    assert ("expert: no value; choose its backend with policy@expert=" in message) == (mode != "on_policy")
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_evaluate_composes_the_student_alone(scale: str, checkpoint: str):
+    cfg = composed("+exp=oec", f"model={scale}", *real_run(checkpoint))
+    options = parse(EvaluateConfig, cfg.evaluate, "evaluate")
+    config = load_rollout_config(cfg, switch=Never())
+    assert list(config.policies) == ["student"] and options.split == "test"
+    assert options.store.endswith(f"eval/{SCALES[scale]}/oec")
+
+
+def test_the_demo_is_the_one_place_that_names_the_toy_parts():
+    config = load_rollout_config(composed("+exp=demo"))
+    student, expert = config.policies["student"], config.policies["expert"]
+    assert isinstance(student, HFPolicyConfig) and student.model == "tiny"
+    assert isinstance(expert, OraclePolicyConfig)
+    assert isinstance(config.tasks, EmbeddedTasks)
+    assert config.student.is_tiny and config.student.max_seq_len == 2048
+    switch = config.settings.switch
+    assert isinstance(switch, Uniform) and (switch.hi, switch.handover_after_format_errors) == (8, 2)
+    for path in (CONF / "exp").glob("*.yaml"):
+        if path.stem != "demo":
+            text = path.read_text()
+            assert "oracle" not in text and "tiny" not in text and "embedded" not in text, path.name
+
+
+def test_the_pipeline_stages_compose_for_their_verbs(tmp_path: Path):
+    for arm in ("bc", "bc_oec"):  # the exports later stages serve, as checkpoint folders
+        (tmp_path / "train" / arm / "model").mkdir(parents=True)
+        (tmp_path / "train" / arm / "model" / "config.json").write_text("{}")
+    for stage in stages(tmp_path, "demo", []):
+        verb, *overrides = stage.argv[2:]
+        overrides = [o for o in overrides if not o.startswith("hydra.")]
+        if verb == "analysis.covariate_shift":
+            continue
+        cfg = composed(*overrides)
+        if verb == "oec.train":
+            settings = load_settings(cfg)
+            assert all(
+                settings.data.store_path(s).parent == tmp_path / "stores" for s in settings.data.sources
+            )
+        elif verb == "oec.evaluate":
+            parse(EvaluateConfig, cfg.evaluate, "evaluate")
+            config = load_rollout_config(cfg, switch=Never())
+            assert config.policies["student"].model.endswith("/model")
+        else:
+            config = load_rollout_config(cfg)
+            switch = config.settings.switch
+            assert isinstance(switch, Always) == (stage.name in ("collect bc", "collect expert_test"))
+            store = parse(CollectConfig, cfg.collect, "collect").store
+            assert store == str(tmp_path / "stores" / stage.name.split()[1])
