@@ -36,7 +36,7 @@ step bench_tiny python3 bench/train_throughput.py --device cuda --seq-len 8192
 step bench_7b python3 bench/train_throughput.py --shape qwen2.5-coder-7b --device cuda --seq-len 32768 --steps 2
 
 step train_tiny python3 -m oec.train +exp=demo name=tiny_gpu paths.root="$out" \
-    "data.sources=[{path:$store,arm:bc}]" trainer.accelerator=gpu model.precision=bf16-mixed \
+    "data.sources=[{store:$store,arm:bc}]" trainer.accelerator=gpu model.precision=bf16-mixed \
     trainer.max_steps=200 hydra.run.dir="$out/tiny_gpu"
 
 checkpoint="$out/qwen2.5-coder-1.5b-shape"
@@ -53,8 +53,8 @@ model.save_pretrained(sys.argv[1])
 load_tokenizer().save_pretrained(sys.argv[1])
 print(sum(p.numel() for p in model.parameters()) / 1e9, 'B parameters')
 " "$checkpoint"
-step train_fsdp python3 -m oec.train +exp=oec_7b name=fsdp_1.5b paths.root="$out" \
-    "data.sources=[{path:$store,arm:bc}]" model.name_or_path="$checkpoint" trainer.devices=1 \
+step train_fsdp python3 -m oec.train +exp=oec model=qwen2.5-coder-7b name=fsdp_1.5b paths.root="$out" \
+    "data.sources=[{store:$store,arm:bc}]" model.name_or_path="$checkpoint" trainer.devices=1 \
     trainer.max_steps=6 trainer.val_check_interval=null data.val_fraction=0.1 \
     hydra.run.dir="$out/fsdp_1.5b"
 step reload_export python3 -c "
