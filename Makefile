@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint format clean
+.PHONY: install run test test-fast lint format clean
 
 install: $(STAMP)
 
@@ -25,8 +25,14 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) -m oec.pipeline
 
+# Everything, as CI runs it.
 test: install
 	$(PY) -m pytest -q
+
+# The development loop: every test not marked slow (end-to-end runs, multi-process training, the
+# oracle on real tasks); under 2 minutes on 2 cores.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .
