@@ -21,7 +21,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from oec.agent.actions import FormatError, parse_action
 from oec.collect import collect, collection_config, rollout_settings, select_tasks
 from oec.config import ConfigError, parse, to_container
 from oec.policies import PolicyConfig
@@ -29,7 +28,7 @@ from oec.runtime import exit_on_sigterm
 from oec.store import TrajectoryStore
 from oec.switch import SwitchConfig
 from oec.tasks import TasksConfig, TasksConfigError
-from oec.types import Trajectory
+from oec.types import Trajectory, malformed_turns
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +60,14 @@ def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[fl
 
 
 def format_valid_rate(trajectories: list[Trajectory]) -> float | None:
-    """Share of student replies that parse as exactly one well-formed tool call."""
+    """Share of student calls that were not malformed (:func:`oec.types.malformed_turns`)."""
     valid = total = 0
     for trajectory in trajectories:
+        malformed = set(malformed_turns(trajectory.messages))
         for message in trajectory.messages:
-            if message.author != "student":
-                continue
-            total += 1
-            try:
-                parse_action(message.content)
-            except FormatError:
-                continue
-            valid += 1
+            if message.author == "student":
+                total += 1
+                valid += message.turn not in malformed
     return valid / total if total else None
 
 

@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from oec.agent.prompts import is_format_error
 from oec.policies.base import Policy, Reply
-from oec.types import Author, Message, Mode
+from oec.types import Author, Message, Mode, malformed_turns
 
 ScheduleName = Literal["uniform", "fixed", "beta", "never", "always"]
 
@@ -182,11 +181,13 @@ class SwitchingPolicy:
 
 
 def _trailing_format_errors(messages: Sequence[Message]) -> int:
-    """How many of the latest replies in a row drew a format-error observation."""
+    """How many of the latest model calls in a row were malformed (:func:`oec.types.malformed_turns`)."""
+    malformed = set(malformed_turns(messages))
     count = 0
     for message in reversed(messages):
-        if message.author == "env" and is_format_error(message.content):
-            count += 1
-        elif message.author != "student":
+        if message.role != "assistant":
+            continue
+        if message.turn not in malformed:
             break
+        count += 1
     return count

@@ -29,7 +29,7 @@ def conversation(observations: int = 2, lines: int = 2) -> list[Message]:
         call = f"Look.\n\n<function=bash>\n<parameter=command>\nls {turn}\n</parameter>\n</function>"
         messages.append(Message("assistant", call, "student", turn))
         listing = "\n".join(f"file_{turn}_{i}.py" for i in range(lines))
-        messages.append(Message("user", f"OBSERVATION:\n{listing}", "env", turn))
+        messages.append(Message("user", f"OBSERVATION:\n{listing}", "env", turn, "observation"))
     return messages
 
 
@@ -74,7 +74,7 @@ def test_sampling_is_seeded_per_rollout_and_call() -> None:
     later_call = [
         *messages,
         Message("assistant", "x", "student", 2),
-        Message("user", "OBSERVATION:\n", "env", 2),
+        Message("user", "OBSERVATION:\n", "env", 2, "observation"),
     ]
     assert builder(None, 1).act(later_call).content != first
 
@@ -94,7 +94,7 @@ def test_concurrent_rollouts_share_the_model(greedy: HFPolicyBuilder) -> None:
 
 def test_history_keeps_the_last_n_observations() -> None:
     messages = conversation(4)
-    messages.append(Message("user", "FORMAT ERROR: no function call", "env", 4))
+    messages.append(Message("user", "FORMAT ERROR: no function call", "env", 4, "format_error"))
     shown = elide_old_observations(messages, 2)
     contents = [m.content for m in shown if m.author == "env"]
     assert contents[:2] == ["OBSERVATION:\nOld environment output: (2 lines omitted)"] * 2

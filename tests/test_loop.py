@@ -6,14 +6,17 @@ from collections.abc import Sequence
 
 import pytest
 
+from analysis.turns import FORMAT_ERROR, turn_records
 from oec.agent.actions import Action, ToolCall, render_action
 from oec.agent.loop import AgentLimits, run_episode
-from oec.agent.prompts import Prompts, is_format_error
+from oec.agent.prompts import Prompts
 from oec.agent.tools import ToolBox
 from oec.env import SandboxConfig, make_sandbox
+from oec.evaluate import format_valid_rate
 from oec.policies.base import Reply
 from oec.tasks import load_tasks
-from oec.types import Message, Task, Usage
+from oec.types import Message, Task, Trajectory, Usage, Verdict, malformed_turns
+from oec.verify.filters import FormatErrorFilter
 
 ENV = SandboxConfig(timeout_s=60)
 
@@ -66,8 +69,8 @@ def test_consecutive_format_errors_end_the_episode(task: Task) -> None:
     replies = [call("bash", command="true"), "I think I will", "<function=bash>oops</function>", "nothing"]
     result = episode(task, replies, max_consecutive_format_errors=3)
     assert result.exit_status == "format_errors"
-    observations = [m.content for m in result.messages if m.author == "env"]
-    assert [is_format_error(o) for o in observations] == [False, True, True, True]
+    kinds = [m.kind for m in result.messages if m.author == "env"]
+    assert kinds == ["observation", "format_error", "format_error", "format_error"]
 
 
 def test_format_error_streak_resets_after_a_valid_call(task: Task) -> None:
@@ -86,5 +89,40 @@ def test_call_limit_still_takes_the_patch(task: Task) -> None:
 def test_invalid_tool_call_is_a_format_error(task: Task) -> None:
     result = episode(task, [call("rm_rf", path="/"), call("submit")])
     assert result.exit_status == "submitted"
-    assert is_format_error(result.messages[3].content)
-    assert "Unknown tool" in result.messages[3].content
+    assert result.messages[3].kind == "invalid_call"
+    assert result.messages[3].content.startswith("FORMAT ERROR: Unknown tool")
+    assert all(m.kind is None for m in result.messages if m.author != "env")
+
+
+def test_every_reader_counts_the_malformed_calls_the_loop_recorded(task: Task) -> None:
+    replies = [
+        call("bash", command="ls"),
+        "I will just think out loud.",
+        call("rm_rf", path="/"),
+        call("bash", command="true"),
+        call("submit"),
+    ]
+    result = episode(task, replies)
+    trajectory = Trajectory(
+        instance_id=task.instance_id,
+        sample_index=0,
+        mode="on_policy",
+        seed=0,
+        messages=result.messages,
+        models={"student": "script"},
+        exit_status=result.exit_status,
+        patch=result.patch,
+        verdict=Verdict(resolved=True),
+    )
+    assert [m.kind for m in result.messages if m.author == "env"] == [
+        "observation",
+        "format_error",
+        "invalid_call",
+        "observation",
+    ]
+    assert malformed_turns(trajectory.messages) == [1, 2]
+    assert format_valid_rate([trajectory]) == 3 / 5
+    assert FormatErrorFilter(2)(trajectory) == [] and FormatErrorFilter(1)(trajectory) == ["format_errors"]
+    records = turn_records(trajectory, "student")
+    assert [r.turn for r in records if r.format_error] == [1, 2]
+    assert [r.category for r in records] == ["bash:ls", FORMAT_ERROR, FORMAT_ERROR, "bash:other", "submit"]

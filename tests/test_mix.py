@@ -40,7 +40,7 @@ def make_trajectory(
             f"Step {turn}.\n\n<function=bash>\n<parameter=command>\n{command}\n</parameter>\n</function>"
         )
         messages.append(Message("assistant", content, author, turn))
-        messages.append(Message("user", f"observation {turn} of {instance_id}", "env", turn))
+        messages.append(Message("user", f"observation {turn} of {instance_id}", "env", turn, "observation"))
     return Trajectory(
         instance_id=instance_id,
         sample_index=sample_index,

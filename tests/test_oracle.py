@@ -256,7 +256,7 @@ def test_seeds_vary_the_trajectory_and_replay_exactly(task: Task) -> None:
             replies.append(reply.content)
             messages += [
                 Message("assistant", reply.content, "expert", turn),
-                Message("user", "OBSERVATION:\nok", "env", turn),
+                Message("user", "OBSERVATION:\nok", "env", turn, "observation"),
             ]
         return replies
 
@@ -275,7 +275,7 @@ def test_step_cap_submits(task: Task) -> None:
         names.append(parse_action(reply.content).call.name)
         messages += [
             Message("assistant", reply.content, "expert", turn),
-            Message("user", "OBSERVATION:\n", "env", turn),
+            Message("user", "OBSERVATION:\n", "env", turn, "observation"),
         ]
     assert names[-1] == "submit" and "submit" not in names[:-1]
 

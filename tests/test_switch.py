@@ -31,7 +31,7 @@ def conversation(calls: int) -> list[Message]:
     for turn in range(calls):
         messages += [
             Message("assistant", "x", "student", turn),
-            Message("user", "OBSERVATION:\nok", "env", turn),
+            Message("user", "OBSERVATION:\nok", "env", turn, "observation"),
         ]
     return messages
 
@@ -104,7 +104,7 @@ def format_error_streak(errors: int) -> list[Message]:
     for turn in range(1, 1 + errors):
         messages += [
             Message("assistant", "gibberish", "student", turn),
-            Message("user", "FORMAT ERROR: no function call", "env", turn),
+            Message("user", "FORMAT ERROR: no function call", "env", turn, "format_error"),
         ]
     return messages
 

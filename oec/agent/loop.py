@@ -4,8 +4,11 @@ The loop is deliberately small and knows nothing about OEC: a ``SwitchingPolicy`
 speaks, and every reply carries its author. An episode ends by an :class:`EpisodeEnd` carrying its
 exit status: ``submitted``, ``call_limit`` (per author, like the reference's per-model limit),
 ``context_limit``, ``format_errors`` (too many consecutive unparseable or invalid calls) or
-``wall_time``. When the episode ends without a submission the working copy's diff is still taken,
-as SWE-agent's auto-submission does, so evaluation can grade it.
+``wall_time``. Every environment message records its kind (``observation``, ``format_error`` for a
+reply that does not parse as one call, ``invalid_call`` for a call the toolbox rejects), so nothing
+downstream re-derives from the text whether a call was malformed. When the episode ends without a
+submission the working copy's diff is still taken, as SWE-agent's auto-submission does, so
+evaluation can grade it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from oec.agent.actions import FormatError, parse_action
 from oec.agent.prompts import Prompts, format_error, observation
 from oec.agent.tools import TOOL_DOCS, InvalidToolCall, ToolBox
 from oec.policies.base import ContextLimitExceeded, Policy
-from oec.types import ExitStatus, Message, Task
+from oec.types import EnvKind, ExitStatus, Message, Task
 
 
 @dataclass(frozen=True)
@@ -88,16 +91,18 @@ def run_episode(
             messages.append(Message("assistant", reply.content, reply.author, turn))
             try:
                 result = tools.execute(parse_action(reply.content).call)
-            except (FormatError, InvalidToolCall) as exc:
+            except FormatError as exc:
+                # InvalidToolCall is a FormatError too: the call parsed but the toolbox rejected it.
+                kind: EnvKind = "invalid_call" if isinstance(exc, InvalidToolCall) else "format_error"
                 consecutive_errors += 1
-                messages.append(Message("user", format_error(str(exc)), "env", turn))
+                messages.append(Message("user", format_error(str(exc)), "env", turn, kind))
                 if consecutive_errors >= limits.max_consecutive_format_errors:
                     raise EpisodeEnd("format_errors") from exc
             else:
                 consecutive_errors = 0
                 if result.submitted_patch is not None:
                     raise EpisodeEnd("submitted", result.submitted_patch)
-                messages.append(Message("user", observation(result.observation), "env", turn))
+                messages.append(Message("user", observation(result.observation), "env", turn, "observation"))
             if calls[reply.author] >= limits.max_calls:
                 raise EpisodeEnd("call_limit")
     except EpisodeEnd as end:

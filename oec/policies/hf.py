@@ -16,6 +16,7 @@ no ``torch.Generator``), so the RNG is forked and seeded for the call, under the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -39,21 +40,19 @@ ELIDED_OBSERVATION = "Old environment output: ({lines} lines omitted)"
 def elide_old_observations(messages: Sequence[Message], keep_last: int | None) -> list[Message]:
     """Keep the newest ``keep_last`` tool observations in full and shorten older ones to one line.
 
-    Only tool outputs (``OBSERVATION:`` messages from the environment) are shortened; the task
-    prompt and format-error notices are short and stay. ``keep_last=None`` keeps everything.
+    Only tool outputs (environment messages of kind ``observation``) are shortened; the task prompt
+    and format-error notices are short and stay. ``keep_last=None`` keeps everything.
     """
     if keep_last is None:
         return list(messages)
-    observations = [
-        i for i, m in enumerate(messages) if m.author == "env" and m.content.startswith(OBSERVATION_PREFIX)
-    ]
+    observations = [i for i, m in enumerate(messages) if m.kind == "observation"]
     old = set(observations[: max(0, len(observations) - keep_last)])
     result = []
     for i, message in enumerate(messages):
         if i in old:
             lines = message.content.removeprefix(OBSERVATION_PREFIX).count("\n") + 1
             content = OBSERVATION_PREFIX + ELIDED_OBSERVATION.format(lines=lines)
-            message = Message(message.role, content, message.author, message.turn)
+            message = dataclasses.replace(message, content=content)
         result.append(message)
     return result
 
