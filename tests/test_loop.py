@@ -35,7 +35,7 @@ class Script:
         self.author = author
         self.calls = 0
 
-    def act(self, messages: Sequence[Message]) -> Reply:
+    def act(self, messages: Sequence[Message], turn: int) -> Reply:
         reply = self.replies[min(self.calls, len(self.replies) - 1)]
         self.calls += 1
         return Reply(reply, self.author, self.name, Usage(len(messages), 1))

@@ -137,8 +137,7 @@ class ScriptedStudent:
     def __init__(self, commands: Sequence[str]) -> None:
         self.commands = list(commands)
 
-    def act(self, messages: Sequence[Message]) -> Reply:
-        turn = sum(1 for m in messages if m.role == "assistant")
+    def act(self, messages: Sequence[Message], turn: int) -> Reply:
         action = Action("Let me try something.", ToolCall("bash", {"command": self.commands[turn]}))
         return Reply(render_action(action), self.author, self.name, Usage())
 
@@ -252,7 +251,7 @@ def test_seeds_vary_the_trajectory_and_replay_exactly(task: Task) -> None:
         messages = [Message("system", "s", "system", -1), Message("user", "u", "user", -1)]
         replies = []
         for turn in range(4):
-            reply = oracle.act(messages)
+            reply = oracle.act(messages, turn)
             replies.append(reply.content)
             messages += [
                 Message("assistant", reply.content, "expert", turn),
@@ -269,7 +268,7 @@ def test_step_cap_submits(task: Task) -> None:
     messages = [Message("system", "s", "system", -1), Message("user", "u", "user", -1)]
     names = []
     for turn in range(3):
-        reply = oracle.act(messages)
+        reply = oracle.act(messages, turn)
         assert reply.author == "expert" and reply.model == "oracle"
         assert reply.usage.completion_tokens == len(reply.content) // 4
         names.append(parse_action(reply.content).call.name)

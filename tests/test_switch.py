@@ -21,7 +21,7 @@ class Recorder:
         self.author = author
         self.seen: list[list[Message]] = []
 
-    def act(self, messages: Sequence[Message]) -> Reply:
+    def act(self, messages: Sequence[Message], turn: int) -> Reply:
         self.seen.append(list(messages))
         return Reply(f"{self.name} speaks", self.author, self.name, Usage(1, 1))
 
@@ -76,7 +76,7 @@ def test_bad_switch_config_names_the_key(node: dict, key: str) -> None:
 def test_handover_at_k_with_expert_prompt_and_full_history() -> None:
     student, expert = Recorder("student-model", "student"), Recorder("oracle", "expert")
     policy = SwitchingPolicy(student, expert, switch_step=2, expert_system_prompt="expert prompt")
-    authors = [policy.act(conversation(calls)).author for calls in range(4)]
+    authors = [policy.act(conversation(calls), calls).author for calls in range(4)]
     assert authors == ["student", "student", "expert", "expert"]
     assert policy.handover_turn == 2
     seen = expert.seen[0]
@@ -88,7 +88,7 @@ def test_handover_at_k_with_expert_prompt_and_full_history() -> None:
 def test_no_handover_when_the_episode_ends_before_k() -> None:
     policy = SwitchingPolicy(Recorder("s", "student"), Recorder("e", "expert"), switch_step=30)
     for calls in range(3):
-        assert policy.act(conversation(calls)).author == "student"
+        assert policy.act(conversation(calls), calls).author == "student"
     assert policy.handover_turn is None
 
 
@@ -113,12 +113,12 @@ def test_adaptive_handover_after_consecutive_format_errors() -> None:
     policy = SwitchingPolicy(
         Recorder("s", "student"), Recorder("e", "expert"), switch_step=30, handover_after_format_errors=2
     )
-    assert policy.act(format_error_streak(1)).author == "student"
-    assert policy.act(format_error_streak(2)).author == "expert"
+    assert policy.act(format_error_streak(1), 2).author == "student"
+    assert policy.act(format_error_streak(2), 3).author == "expert"
     assert policy.handover_turn == 3
-    assert policy.act(conversation(5)).author == "expert"
+    assert policy.act(conversation(5), 5).author == "expert"
 
 
 def test_adaptive_handover_needs_an_expert() -> None:
     policy = SwitchingPolicy(Recorder("s", "student"), None, switch_step=None, handover_after_format_errors=1)
-    assert policy.act(format_error_streak(3)).author == "student"
+    assert policy.act(format_error_streak(3), 4).author == "student"

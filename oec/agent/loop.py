@@ -67,11 +67,17 @@ def run_episode(
     prompts: Prompts,
     limits: AgentLimits,
 ) -> Episode:
-    """Run ``policy`` on ``task`` until an exit condition; the sandbox behind ``tools`` is kept."""
+    """Run ``policy`` on ``task`` until an exit condition; the sandbox behind ``tools`` is kept.
+
+    One counter numbers the model calls: ``turn``, 0-based over the whole rollout whoever makes the
+    call, is passed to the policy and stamped on the call's messages; ``calls`` only tallies each
+    author's calls for the per-author call limit.
+    """
     messages = [
         Message("system", prompts.render_student_system(TOOL_DOCS), "system", -1),
         Message("user", prompts.render_task(task.problem_statement), "user", -1),
     ]
+    turn = 0
     calls: Counter[str] = Counter()
     tokens: Counter[str] = Counter()
     consecutive_errors = 0
@@ -80,9 +86,8 @@ def run_episode(
         while True:
             if time.monotonic() - start > limits.wall_time_s:
                 raise EpisodeEnd("wall_time")
-            turn = sum(1 for m in messages if m.role == "assistant")
             try:
-                reply = policy.act(messages)
+                reply = policy.act(messages, turn)
             except ContextLimitExceeded as exc:
                 raise EpisodeEnd("context_limit") from exc
             calls[reply.author] += 1
@@ -105,6 +110,7 @@ def run_episode(
                 messages.append(Message("user", observation(result.observation), "env", turn, "observation"))
             if calls[reply.author] >= limits.max_calls:
                 raise EpisodeEnd("call_limit")
+            turn += 1
     except EpisodeEnd as end:
         patch = end.patch if end.patch is not None else tools.current_patch()
         return Episode(messages, end.status, patch, dict(tokens), time.monotonic() - start)

@@ -402,12 +402,12 @@ class OraclePolicy:
         self._created: set[str] = set()
         self._failure: str | None = None
 
-    def act(self, messages: Sequence[Message]) -> Reply:
+    def act(self, messages: Sequence[Message], turn: int) -> Reply:
         if self._submitted or self.steps >= self.max_steps - 1:
             key = "submit_again" if self._submitted else "step_cap"
             action = Action(self._say(key), ToolCall("submit"))
         elif self._script is None:
-            self._script = self._run(took_over=any(m.role == "assistant" for m in messages))
+            self._script = self._run(took_over=turn > 0)
             action = next(self._script)
         else:
             action = self._script.send(self._last_observation(messages))
