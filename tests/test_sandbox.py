@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from oec.config import ConfigError, parse
 from oec.env import LocalSandbox, ResourceLimits, SandboxConfig, SandboxError, make_sandbox
+from oec.env.files import read_file
 from oec.env.local import NetworkIsolation, network_isolation, probe_network_isolation
 from oec.env.output import OutputCapture
 from oec.types import Task
@@ -170,6 +171,22 @@ def test_output_is_truncated_keeping_head_and_tail(snapshot, config):
     assert result.output.endswith("99999\n100000\n")
     assert "characters omitted" in result.output
     assert len(result.output) < 1300
+
+
+def test_read_file_gets_a_file_the_output_limit_would_cut(snapshot, config):
+    text = "".join(f"line {i}: héllo\n" for i in range(2000))  # ~34 kB, many times the limit
+    with LocalSandbox(*snapshot, replace(config, max_output_chars=1000)) as sandbox:
+        path = f"{sandbox.tool_dir}/big.log"
+        sandbox.run(f"cat > {path}", stdin=text)
+        assert sandbox.run(f"cat {path}").truncated
+        assert read_file(sandbox, path, max_bytes=None, timeout=20) == text  # chunks halve to fit
+        tail = read_file(sandbox, path, max_bytes=100, timeout=20, chunk_bytes=600)
+        assert text.encode().endswith(tail.encode()) and len(tail.encode()) == 100
+        sandbox.run(f": > {path}.empty; printf 'ok\\377' > {path}.bin")
+        assert read_file(sandbox, f"{path}.empty", max_bytes=None, timeout=20) == ""
+        assert read_file(sandbox, f"{path}.bin", max_bytes=None, timeout=20) == "ok\ufffd"
+        with pytest.raises(SandboxError, match=r"cannot read .*/missing\.log in the sandbox"):
+            read_file(sandbox, f"{sandbox.tool_dir}/missing.log", max_bytes=None, timeout=20)
 
 
 def test_output_capture_is_exact_below_the_limit_and_utf8_safe():

@@ -14,7 +14,6 @@ the repository's own ``.gitignore`` hides from ``git add``.
 
 from __future__ import annotations
 
-import base64
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 from oec.agent.actions import Action, FormatError, ToolCall, render_action
 from oec.env import ExecResult, Sandbox, SandboxConfig, SandboxError
+from oec.env.files import read_file
 
 EDITOR_SCRIPT = "str_replace_editor.py"
 PATCH_FILE = "submission.patch"
@@ -219,7 +219,7 @@ class ToolBox:
                 "cannot install the str_replace_editor tool (it needs python3 or python on the PATH): "
                 + (result.output.strip() or f"exit code {result.exit_code}")
             )
-        # -S skips site-packages: the helper scripts need only the standard library, and start 3x faster.
+        # -S skips site-packages: the editor script needs only the standard library, and starts 3x faster.
         self._python = (result.output.strip().splitlines()[-1], "-S")
 
     def execute(self, call: ToolCall) -> ToolResult:
@@ -270,22 +270,8 @@ class ToolBox:
             raise SandboxError(
                 f"cannot compute the patch against {self.sandbox.base_commit}: {result.output.strip()}"
             )
-        # Read back in base64 chunks that each fit one command's output (a plain `cat` would be cut
-        # at max_output_chars). Bytes that are not UTF-8 are replaced: a trajectory's patch is text.
-        reader = (
-            "import base64,sys; f=open(sys.argv[1],'rb'); f.seek(int(sys.argv[2])); "
-            "sys.stdout.write(base64.b64encode(f.read(int(sys.argv[3]))).decode('ascii'))"
+        # Never cut (max_bytes=None): a patch missing its head would not apply. Bytes that are not
+        # UTF-8 are replaced: a trajectory's patch is text.
+        return read_file(
+            self.sandbox, patch_file, max_bytes=None, timeout=self.timeout_s, chunk_bytes=self._chunk_bytes
         )
-        chunks: list[bytes] = []
-        while True:
-            offset = sum(len(chunk) for chunk in chunks)
-            result = self.sandbox.run(
-                shlex.join([*self._python, "-c", reader, patch_file, str(offset), str(self._chunk_bytes)]),
-                timeout=self.timeout_s,
-            )
-            if result.exit_code != 0 or result.truncated:
-                raise SandboxError(f"cannot read the patch back from {patch_file}: {result.output[:500]}")
-            chunk = base64.b64decode(result.output)
-            chunks.append(chunk)
-            if len(chunk) < self._chunk_bytes:
-                return b"".join(chunks).decode("utf-8", errors="replace")
