@@ -12,7 +12,7 @@ from oec.agent.loop import AgentLimits, run_episode
 from oec.agent.prompts import Prompts
 from oec.agent.tools import ToolBox
 from oec.env import SandboxConfig, make_sandbox
-from oec.evaluate import format_valid_rate
+from oec.eval_report import format_valid_rate
 from oec.policies.base import Reply
 from oec.tasks import load_tasks
 from oec.types import Message, Task, Trajectory, Usage, Verdict, malformed_turns
