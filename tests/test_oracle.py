@@ -21,7 +21,6 @@ from oec.agent.prompts import Prompts
 from oec.agent.tools import ToolBox
 from oec.env import SandboxConfig, make_sandbox
 from oec.policies import PolicyConfig, make_policy_builder
-from oec.policies.base import Reply
 from oec.policies.oracle import (
     OraclePolicy,
     parse_gold_patch,
@@ -30,10 +29,11 @@ from oec.policies.oracle import (
     read_full_view,
     read_tree_state,
 )
+from oec.policies.scripted import ScriptedPolicy
 from oec.switch import SwitchingPolicy
 from oec.tasks import load_tasks
 from oec.tasks.gitrepo import commit_all, git
-from oec.types import Message, Task, Usage
+from oec.types import Message, Task
 from oec.verify import verify
 
 FIXED = textwrap.dedent(
@@ -128,26 +128,15 @@ def env(tmp_path: Path) -> SandboxConfig:
     return SandboxConfig(timeout_s=60, parent_dir=str(tmp_path))
 
 
-class ScriptedStudent:
-    """A stand-in student that runs fixed bash commands, leaving the tree in a chosen state."""
-
-    name = "scripted"
-    author = "student"
-
-    def __init__(self, commands: Sequence[str]) -> None:
-        self.commands = list(commands)
-
-    def act(self, messages: Sequence[Message], turn: int) -> Reply:
-        action = Action("Let me try something.", ToolCall("bash", {"command": self.commands[turn]}))
-        return Reply(render_action(action), self.author, self.name, Usage())
-
-
 def run(
     task: Task, env: SandboxConfig, seed: int, student_commands: Sequence[str] = ()
 ) -> tuple[Episode, bool]:
+    """The oracle's rollout, after a scripted student ran ``student_commands`` (one bash call each)."""
     oracle = OraclePolicy(task, seed)
+    actions = [Action("Let me try something.", ToolCall("bash", {"command": c})) for c in student_commands]
+    replies = [render_action(action) for action in actions]
     policy = (
-        SwitchingPolicy(ScriptedStudent(student_commands), oracle, len(student_commands), "expert prompt")
+        SwitchingPolicy(ScriptedPolicy(replies), oracle, len(student_commands), "expert prompt")
         if student_commands
         else oracle
     )

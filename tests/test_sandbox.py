@@ -19,38 +19,21 @@ from oec.env import LocalSandbox, ResourceLimits, SandboxConfig, SandboxError, m
 from oec.env.files import read_file
 from oec.env.local import NetworkIsolation, network_isolation, probe_network_isolation
 from oec.env.output import OutputCapture
+from oec.tasks.gitrepo import commit_all, git
 from oec.types import Task
 
 ROOT = Path(__file__).resolve().parents[1]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "HOME": "/nonexistent",
-    "PATH": os.environ["PATH"],
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A repository with a base commit and a later 'future' commit; returns (path, base sha)."""
     repo = tmp_path_factory.mktemp("snapshot")
-    git(repo, "init", "-q", "-b", "main")
     (repo / "a.txt").write_text("base\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "base")
+    base = commit_all(repo, "base")
     git(repo, "tag", "v1")
-    base = git(repo, "rev-parse", "HEAD")
     (repo / "a.txt").write_text("future fix\n")
-    git(repo, "commit", "-qam", "future")
+    commit_all(repo, "future")
     git(repo, "tag", "v2")
     return str(repo), base
 
@@ -97,7 +80,7 @@ def test_edits_do_not_leak_between_sandboxes(snapshot, config):
         first.run("echo changed > a.txt && git commit -qam edit && touch new.txt")
         assert Path(second.workdir, "a.txt").read_text() == "base\n"
         assert not Path(second.workdir, "new.txt").exists()
-    assert git(Path(path), "log", "--format=%s") == "future\nbase"
+    assert git(Path(path), "log", "--format=%s") == "future\nbase\n"
 
 
 def test_run_merges_output_and_reports_exit_code(snapshot, config):
