@@ -210,15 +210,14 @@ def test_invalid_tool_calls_are_format_errors(box):
     assert issubclass(InvalidToolCall, FormatError)
 
 
-def test_tool_docs_and_schemas():
+def test_tool_docs():
     for tool in TOOLS:
         assert f"## {tool.name}" in TOOL_DOCS
-        assert tool.json_schema()["type"] == "object"
+        for param in tool.parameters:
+            assert f"  - {param.name} ({'required' if param.required else 'optional'}): " in TOOL_DOCS
     example = TOOL_DOCS.split("Example:\n", 1)[1]
     assert parse_action(example).call.name == "str_replace_editor"
-    editor = next(tool for tool in TOOLS if tool.name == "str_replace_editor").json_schema()
-    assert editor["required"] == ["command", "path"]
-    assert editor["properties"]["command"]["enum"] == ["view", "create", "str_replace", "insert", "undo_edit"]
+    assert "One of view, create, str_replace, insert, undo_edit." in TOOL_DOCS
 
 
 def test_editor_script_parses_as_python_3_6():
