@@ -9,10 +9,11 @@ it really acted, at the absolute turn depth of the conversation.
 Action categories coarsen a tool call into a small vocabulary (so per-turn distributions are
 estimable from tens of samples): ``bash:<program>`` with the program normalised
 (:data:`BASH_PROGRAMS`, anything else ``bash:other``), ``str_replace_editor:<command>``,
-``submit``, another tool's name, and :data:`FORMAT_ERROR`. Format errors and action identity are
-those of the repetition and format-error filters (:mod:`oec.verify.filters`): a turn is a format
-error when its reply does not parse or the loop answered it with a format error; a turn repeats
-when its tool call equals the previous model call's (whitespace runs collapsed).
+``submit``, another tool's name, and :data:`FORMAT_ERROR`. A turn is a format error when the loop
+recorded its call as malformed (:func:`oec.types.malformed_turns`, as the format-error filter reads
+it); only a well-formed call is parsed for its category. Action identity is the repetition filter's
+(:func:`oec.verify.filters.action_key`): a turn repeats when its tool call equals the previous model
+call's (whitespace runs collapsed).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from pathlib import Path
 
 from oec.agent.actions import FormatError, parse_action
 from oec.store import StoreError, read_trajectories
-from oec.types import Trajectory
-from oec.verify.filters import action_key, format_error_turns
+from oec.types import Trajectory, malformed_turns
+from oec.verify.filters import action_key
 
 FORMAT_ERROR = "FORMAT_ERROR"
 
@@ -114,7 +115,7 @@ def action_category(content: str) -> str:
 
 def turn_records(trajectory: Trajectory, author: str) -> list[TurnRecord]:
     """Records of the model calls ``author`` made in ``trajectory``, in turn order."""
-    errors = set(format_error_turns(trajectory.messages))
+    errors = set(malformed_turns(trajectory.messages))
     records = []
     previous = None
     for message in trajectory.messages:

@@ -96,14 +96,13 @@ def student_view(messages: Sequence[Message], last_n_observations: int | None) -
     """The conversation as the student sees it: the newest ``last_n_observations`` tool outputs in
     full, older ones shortened to one line (SWE-agent's ``last_n_observations`` history processor).
 
-    Only tool outputs are shortened; the task prompt and format-error notices are short and stay.
+    Only tool outputs (environment messages of kind ``observation``) are shortened; the task prompt
+    and format-error notices are short and stay.
     ``None`` keeps everything. Provenance (author, turn, kind) is kept.
     """
     if last_n_observations is None:
         return list(messages)
-    observations = [
-        i for i, m in enumerate(messages) if m.author == "env" and m.content.startswith(OBSERVATION_PREFIX)
-    ]
+    observations = [i for i, m in enumerate(messages) if m.kind == "observation"]
     old = set(observations[: max(0, len(observations) - last_n_observations)])
     view = []
     for i, message in enumerate(messages):

@@ -1,4 +1,11 @@
-"""TEMP (replaced by the facts branch)."""
+"""The evaluation report: resolve rate with a 95% Wilson interval, format-valid rate, result files.
+
+A library module, so the entry (``python -m oec.evaluate``) stays thin and tests and tools import
+the numbers without Hydra. ``format_valid_rate`` reads the loop's record of malformed calls
+(:func:`oec.types.malformed_turns`); it never re-parses replies. :func:`write_results` writes
+``report.json``, ``per_task.csv`` and ``predictions.jsonl`` (``instance_id``,
+``model_name_or_path``, ``model_patch``: the format swebench's harness reads).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from oec.agent.actions import FormatError, parse_action
-from oec.types import Trajectory
+from oec.types import Trajectory, malformed_turns
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -23,18 +29,14 @@ def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[fl
 
 
 def format_valid_rate(trajectories: list[Trajectory]) -> float | None:
-    """Share of student replies that parse as exactly one well-formed tool call."""
+    """Share of student calls that were not malformed (:func:`oec.types.malformed_turns`)."""
     valid = total = 0
     for trajectory in trajectories:
+        malformed = set(malformed_turns(trajectory.messages))
         for message in trajectory.messages:
-            if message.author != "student":
-                continue
-            total += 1
-            try:
-                parse_action(message.content)
-            except FormatError:
-                continue
-            valid += 1
+            if message.author == "student":
+                total += 1
+                valid += message.turn not in malformed
     return valid / total if total else None
 
 

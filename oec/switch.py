@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
-from oec.agent.prompts import is_format_error
 from oec.config import Above, AtLeast
 from oec.policies.base import Policy, Reply
-from oec.types import Author, Message, Mode
+from oec.types import Author, Message, Mode, malformed_turns
 
 
 @dataclass(frozen=True)
@@ -149,10 +148,10 @@ class SwitchingPolicy:
         self.handover_turn: int | None = None
         self.name = "+".join(p.name for p in (student, expert) if p is not None)
 
-    def _expert_turn(self, messages: Sequence[Message], call_index: int) -> bool:
+    def _expert_turn(self, messages: Sequence[Message], turn: int) -> bool:
         if self.handover_turn is not None:
             return True
-        if self.switch_step is not None and call_index >= self.switch_step:
+        if self.switch_step is not None and turn >= self.switch_step:
             return True
         limit = self.handover_after_format_errors
         return self.expert is not None and limit is not None and _trailing_format_errors(messages) >= limit
@@ -161,26 +160,27 @@ class SwitchingPolicy:
     def author(self) -> Author:
         return "expert" if self.handover_turn is not None else "student"
 
-    def act(self, messages: Sequence[Message]) -> Reply:
-        call_index = sum(1 for m in messages if m.role == "assistant")
-        if not self._expert_turn(messages, call_index):
+    def act(self, messages: Sequence[Message], turn: int) -> Reply:
+        if not self._expert_turn(messages, turn):
             assert self.student is not None
-            return self.student.act(messages)
+            return self.student.act(messages, turn)
         assert self.expert is not None
         if self.handover_turn is None:
-            self.handover_turn = call_index
+            self.handover_turn = turn
         if self.expert_system_prompt is not None and messages and messages[0].role == "system":
             system = Message("system", self.expert_system_prompt, "system", messages[0].turn)
             messages = [system, *messages[1:]]
-        return self.expert.act(messages)
+        return self.expert.act(messages, turn)
 
 
 def _trailing_format_errors(messages: Sequence[Message]) -> int:
-    """How many of the latest replies in a row drew a format-error observation."""
+    """How many of the latest model calls in a row were malformed (:func:`oec.types.malformed_turns`)."""
+    malformed = set(malformed_turns(messages))
     count = 0
     for message in reversed(messages):
-        if message.author == "env" and is_format_error(message.content):
-            count += 1
-        elif message.author != "student":
+        if message.role != "assistant":
+            continue
+        if message.turn not in malformed:
             break
+        count += 1
     return count

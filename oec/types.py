@@ -3,7 +3,10 @@
 This module is dependency-free on purpose: collection, training, evaluation and analysis all read and
 write these records, and any of them must be loadable without importing torch, transformers or Hydra.
 Every message records who produced it (``author``) and at which model call it was produced (``turn``);
-loss masks are derived from that provenance and never guessed later.
+loss masks are derived from that provenance and never guessed later. An environment message also
+records what kind of answer it is (``kind``): the loop knows whether a call was malformed when it
+answers it, so readers (switch, filters, evaluation, analysis) read that record through
+:func:`malformed_turns` instead of re-deriving it from the prompt text.
 
 Records serialise to plain JSON-compatible dicts (``to_dict``) and are rebuilt with ``from_dict``,
 which raises :class:`SchemaError` naming the record and the offending field.
@@ -12,13 +15,23 @@ which raises :class:`SchemaError` naming the record and the offending field.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version of the trajectory record layout. 2 added ``Message.kind``. A version-1 record still loads:
+:meth:`Trajectory.from_dict` infers the kind of its environment messages from their text (see
+:data:`V1_FORMAT_ERROR_PREFIX`) and keeps the record's ``schema_version`` as read (1), so a kind that
+was inferred, never recorded, stays recognisable."""
 
 Role = Literal["system", "user", "assistant"]
 Author = Literal["system", "user", "env", "student", "expert"]
+EnvKind = Literal["observation", "format_error", "invalid_call"]
+"""What an environment message answers: a tool's output (``observation``), a reply that is not one
+well-formed tool call (``format_error``, ``oec.agent.actions.FormatError``), or a call that parsed
+but was rejected, e.g. an unknown tool or bad arguments (``invalid_call``,
+``oec.agent.tools.InvalidToolCall``)."""
 Mode = Literal["bc", "on_policy", "oec"]
 ExitStatus = Literal[
     "submitted",
@@ -30,6 +43,12 @@ ExitStatus = Literal[
 ]
 
 AUTHORS: tuple[str, ...] = get_args(Author)
+ENV_KINDS: tuple[str, ...] = get_args(EnvKind)
+MALFORMED_KINDS: frozenset[str] = frozenset({"format_error", "invalid_call"})
+"""Kinds of environment answer that mark the call they answer as malformed."""
+V1_FORMAT_ERROR_PREFIX = "FORMAT ERROR: "
+"""How schema-1 records began the answer to a malformed call (the loop's rendering at the time, which
+did not tell unparseable replies from rejected calls); only the upgrade of version-1 records reads it."""
 MODES: tuple[str, ...] = get_args(Mode)
 EXIT_STATUSES: tuple[str, ...] = get_args(ExitStatus)
 MODEL_AUTHORS: tuple[str, ...] = ("student", "expert")
@@ -131,12 +150,14 @@ class Message:
     (``student`` / ``expert``). ``turn`` is the 0-based model-call index the message belongs to:
     an assistant message has the index of the call that produced it, an observation the index of
     the call whose action it answers, and the opening system/user messages have turn -1.
+    ``kind`` (:data:`EnvKind`) is set on environment messages and only on those.
     """
 
     role: Role
     content: str
     author: Author
     turn: int
+    kind: EnvKind | None = None
 
     def __post_init__(self) -> None:
         if self.author not in AUTHORS:
@@ -145,6 +166,14 @@ class Message:
             raise SchemaError(
                 f"message: role {self.role!r} does not fit author {self.author!r} "
                 "(assistant messages come from the student or the expert, and only those)"
+            )
+        if self.author == "env" and self.kind not in ENV_KINDS:
+            raise SchemaError(
+                f"message: field 'kind' of an env message must be one of {ENV_KINDS}, got {self.kind!r}"
+            )
+        if self.author != "env" and self.kind is not None:
+            raise SchemaError(
+                f"message: field 'kind' is for env messages only, got {self.kind!r} on author {self.author!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,7 +186,23 @@ class Message:
             content=_require(data, "content", str, "message"),
             author=_require(data, "author", str, "message"),
             turn=_require(data, "turn", int, "message"),
+            kind=data.get("kind"),
         )
+
+
+def _upgrade_v1_message(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 message with the kind of an environment message inferred from its text."""
+    if not isinstance(data, dict) or data.get("author") != "env" or data.get("kind") is not None:
+        return data
+    content = data.get("content")
+    malformed = isinstance(content, str) and content.startswith(V1_FORMAT_ERROR_PREFIX)
+    return {**data, "kind": "format_error" if malformed else "observation"}
+
+
+def malformed_turns(messages: Sequence[Message]) -> list[int]:
+    """The turns (model-call indices), in order, whose call was malformed: the environment answered
+    it with a ``format_error`` or an ``invalid_call``. The one definition every reader uses."""
+    return [m.turn for m in messages if m.author == "env" and m.kind in MALFORMED_KINDS]
 
 
 @dataclass(frozen=True)
@@ -246,12 +291,15 @@ class Trajectory:
                 f"{where}: field 'exit_status' must be one of {EXIT_STATUSES}, got {exit_status!r}"
             )
         verdict = data.get("verdict")
+        messages = _require(data, "messages", list, where)
+        if version == 1:
+            messages = [_upgrade_v1_message(m) for m in messages]
         return cls(
             instance_id=_require(data, "instance_id", str, where),
             sample_index=_require(data, "sample_index", int, where),
             mode=mode,
             seed=_require(data, "seed", int, where),
-            messages=[Message.from_dict(m) for m in _require(data, "messages", list, where)],
+            messages=[Message.from_dict(m) for m in messages],
             models=dict(_require(data, "models", dict, where)),
             exit_status=exit_status,
             patch=_require(data, "patch", str, where),

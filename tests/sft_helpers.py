@@ -46,7 +46,8 @@ def trajectory(index: int, turns: int) -> Trajectory:
         action = f"<function=bash>\n<parameter=command>\n{command}\n</parameter>\n</function>"
         content = f"Look at turn {turn}.\n\n{action}"
         messages.append(Message("assistant", content, author, turn))
-        messages.append(Message("user", f"src/parser.py:{turn}: field{index}" * (turn + 1), "env", turn))
+        listing = f"src/parser.py:{turn}: field{index}" * (turn + 1)
+        messages.append(Message("user", listing, "env", turn, "observation"))
     return Trajectory(
         instance_id=f"task-{index}",
         sample_index=0,

@@ -46,8 +46,10 @@ def rollout(
     messages = [Message("system", "sys", "system", -1), Message("user", "issue", "user", -1)]
     for turn, (reply, author) in enumerate(zip(replies, authors, strict=True)):
         messages.append(Message("assistant", reply, author, turn))
-        answer = format_error("no call") if reply == GARBAGE else observation(f"output {turn}")
-        messages.append(Message("user", answer, "env", turn))
+        if reply == GARBAGE:
+            messages.append(Message("user", format_error("no call"), "env", turn, "format_error"))
+        else:
+            messages.append(Message("user", observation(f"output {turn}"), "env", turn, "observation"))
     return Trajectory(
         instance_id=instance,
         sample_index=sample,
@@ -121,8 +123,8 @@ def test_turn_records_of_a_mixed_rollout() -> None:
         ["student", "student", "student", "expert", "expert", "expert"],
         "oec",
     )
-    # The loop answers a parseable call of an unknown tool with a format error too.
-    trajectory.messages[-1] = Message("user", format_error("unknown tool"), "env", 5)
+    # The loop rejects a parseable call of an unknown tool: a malformed call too.
+    trajectory.messages[-1] = Message("user", format_error("unknown tool"), "env", 5, "invalid_call")
     student = turn_records(trajectory, "student")
     expert = turn_records(trajectory, "expert")
     assert [r.turn for r in student] == [0, 1, 2] and [r.turn for r in expert] == [3, 4, 5]

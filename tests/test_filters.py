@@ -10,13 +10,12 @@ from hydra import compose, initialize_config_dir
 from oec.agent.actions import Action, ToolCall, render_action
 from oec.agent.prompts import format_error, observation
 from oec.config import ConfigError, parse
-from oec.types import Message, Trajectory, Verdict
+from oec.types import EnvKind, Message, Trajectory, Verdict, malformed_turns
 from oec.verify.filters import (
     FilterConfig,
     RepetitionConfig,
     action_key,
     apply_filters,
-    format_error_turns,
 )
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -34,15 +33,16 @@ def trajectory(
     observations: list[str] | None = None,
     resolved: bool = True,
     exit_status: str = "submitted",
+    kinds: dict[int, EnvKind] | None = None,
 ) -> Trajectory:
-    """A trajectory of expert ``replies``, each answered by its observation (default: distinct ones)."""
+    """A trajectory of expert ``replies``, each answered by its observation (default: distinct ones);
+    ``kinds`` gives the kind of the answers that are not plain observations, by turn."""
     messages = [Message("system", "sys", "system", -1), Message("user", "issue", "user", -1)]
     for turn, reply in enumerate(replies):
         messages.append(Message("assistant", reply, "expert", turn))
-        if observations is not None:
-            messages.append(Message("user", observations[turn], "env", turn))
-        else:
-            messages.append(Message("user", observation(f"output {turn}"), "env", turn))
+        content = observations[turn] if observations is not None else observation(f"output {turn}")
+        kind = (kinds or {}).get(turn, "observation")
+        messages.append(Message("user", content, "env", turn, kind))
     return Trajectory(
         instance_id="demo__calc-1",
         sample_index=0,
@@ -101,7 +101,7 @@ def test_identical_consecutive_observations_when_enabled() -> None:
     assert apply_filters(traj, strict) == (False, ["repetition:identical_observations"])
 
 
-def test_format_errors_are_counted_from_unparseable_replies_and_error_observations() -> None:
+def test_format_errors_are_the_malformed_calls_the_loop_recorded() -> None:
     unparseable = "I will just think out loud."
     unknown_tool = render_action(Action("", ToolCall("frobnicate", {"x": "1"})))
     replies = [unparseable, bash("ls"), unknown_tool, bash("cat a"), SUBMIT]
@@ -112,8 +112,8 @@ def test_format_errors_are_counted_from_unparseable_replies_and_error_observatio
         observation("b"),
         observation(""),
     ]
-    traj = trajectory(replies, observations)
-    assert format_error_turns(traj.messages) == [0, 2]
+    traj = trajectory(replies, observations, kinds={0: "format_error", 2: "invalid_call"})
+    assert malformed_turns(traj.messages) == [0, 2]
     assert apply_filters(traj, DEFAULT) == (True, [])
     assert apply_filters(traj, FilterConfig(max_format_errors=1)) == (False, ["format_errors"])
     assert apply_filters(traj, FilterConfig(max_format_errors=None)) == (True, [])

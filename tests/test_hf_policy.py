@@ -31,7 +31,7 @@ def conversation(observations: int = 2, lines: int = 2) -> list[Message]:
         call = f"Look.\n\n<function=bash>\n<parameter=command>\nls {turn}\n</parameter>\n</function>"
         messages.append(Message("assistant", call, "student", turn))
         listing = "\n".join(f"file_{turn}_{i}.py" for i in range(lines))
-        messages.append(Message("user", f"OBSERVATION:\n{listing}", "env", turn))
+        messages.append(Message("user", f"OBSERVATION:\n{listing}", "env", turn, "observation"))
     return messages
 
 
@@ -45,12 +45,12 @@ def greedy() -> HFPolicyBuilder:
 def test_act_returns_a_reply_with_real_usage(greedy: HFPolicyBuilder) -> None:
     policy = greedy(None, 0)
     messages = conversation()
-    reply = policy.act(messages)
+    reply = policy.act(messages, 2)
     assert (reply.author, reply.model) == ("student", "tiny-qwen2")
     assert isinstance(reply.content, str)
     assert reply.usage.prompt_tokens == len(policy.prompt_ids(messages))
     assert 1 <= reply.usage.completion_tokens <= TINY.max_new_tokens
-    assert policy.act(messages) == reply, "greedy decoding is deterministic"
+    assert policy.act(messages, 2) == reply, "greedy decoding is deterministic"
 
 
 def test_prompt_is_the_chat_template_with_a_generation_prompt(greedy: HFPolicyBuilder) -> None:
@@ -64,7 +64,7 @@ def test_prompt_is_the_chat_template_with_a_generation_prompt(greedy: HFPolicyBu
 def test_context_limit_raises() -> None:
     builder = HFPolicyBuilder(TINY, "student", dataclasses.replace(STUDENT, max_seq_len=20))
     with pytest.raises(ContextLimitExceeded, match="limit=20"):
-        builder(None, 0).act(conversation())
+        builder(None, 0).act(conversation(), 2)
 
 
 def test_sampling_is_seeded_per_rollout_and_call() -> None:
@@ -72,21 +72,16 @@ def test_sampling_is_seeded_per_rollout_and_call() -> None:
         dataclasses.replace(TINY, temperature=1.0, max_new_tokens=4), "student", STUDENT
     )
     messages = conversation()
-    first = builder(None, 1).act(messages).content
-    assert builder(None, 1).act(messages).content == first
-    assert builder(None, 2).act(messages).content != first
-    later_call = [
-        *messages,
-        Message("assistant", "x", "student", 2),
-        Message("user", "OBSERVATION:\n", "env", 2),
-    ]
-    assert builder(None, 1).act(later_call).content != first
+    first = builder(None, 1).act(messages, 2).content
+    assert builder(None, 1).act(messages, 2).content == first
+    assert builder(None, 2).act(messages, 2).content != first
+    assert builder(None, 1).act(messages, 3).content != first, "the seed follows the loop's call index"
 
 
 def test_concurrent_rollouts_share_the_model(greedy: HFPolicyBuilder) -> None:
     replies = []
     threads = [
-        threading.Thread(target=lambda seed=seed: replies.append(greedy(None, seed).act(conversation())))
+        threading.Thread(target=lambda seed=seed: replies.append(greedy(None, seed).act(conversation(), 2)))
         for seed in range(3)
     ]
     for thread in threads:
@@ -98,7 +93,7 @@ def test_concurrent_rollouts_share_the_model(greedy: HFPolicyBuilder) -> None:
 
 def test_history_keeps_the_last_n_observations() -> None:
     messages = conversation(4)
-    messages.append(Message("user", "FORMAT ERROR: no function call", "env", 4))
+    messages.append(Message("user", "FORMAT ERROR: no function call", "env", 4, "format_error"))
     shown = student_view(messages, 2)
     contents = [m.content for m in shown if m.author == "env"]
     assert contents[:2] == ["OBSERVATION:\nOld environment output: (2 lines omitted)"] * 2
@@ -127,7 +122,7 @@ def test_loads_a_saved_checkpoint(tmp_path: Path) -> None:
     builder = make_policy_builder(dataclasses.replace(TINY, model=str(tmp_path / "ckpt")), "expert", STUDENT)
     assert builder.name == "ckpt"
     assert torch.equal(builder.model.lm_head.weight, model.lm_head.weight.float())
-    reply = builder(None, 0).act(conversation())
+    reply = builder(None, 0).act(conversation(), 2)
     assert reply.author == "expert" and reply.model == "ckpt" and reply.usage.completion_tokens >= 1
 
 

@@ -41,7 +41,8 @@ def make_trajectory(
             f"Step {turn}.\n\n<function=bash>\n<parameter=command>\n{command}\n</parameter>\n</function>"
         )
         messages.append(Message("assistant", content, author, turn))
-        messages.append(Message("user", f"OBSERVATION:\nobservation {turn} of {instance_id}", "env", turn))
+        observation = f"OBSERVATION:\nobservation {turn} of {instance_id}"
+        messages.append(Message("user", observation, "env", turn, "observation"))
     return Trajectory(
         instance_id=instance_id,
         sample_index=sample_index,

@@ -21,7 +21,6 @@ from oec.agent.prompts import Prompts
 from oec.agent.tools import ToolBox
 from oec.env import SandboxConfig, make_sandbox
 from oec.policies import OraclePolicyConfig, make_policy_builder
-from oec.policies.base import Reply
 from oec.policies.oracle import (
     OraclePolicy,
     parse_gold_patch,
@@ -30,11 +29,12 @@ from oec.policies.oracle import (
     read_full_view,
     read_tree_state,
 )
+from oec.policies.scripted import ScriptedPolicy
 from oec.student import StudentModel
 from oec.switch import SwitchingPolicy
 from oec.tasks import load_tasks
 from oec.tasks.gitrepo import commit_all, git
-from oec.types import Message, Task, Usage
+from oec.types import Message, Task
 from oec.verify import verify
 
 FIXED = textwrap.dedent(
@@ -129,27 +129,15 @@ def env(tmp_path: Path) -> SandboxConfig:
     return SandboxConfig(timeout_s=60, parent_dir=str(tmp_path))
 
 
-class ScriptedStudent:
-    """A stand-in student that runs fixed bash commands, leaving the tree in a chosen state."""
-
-    name = "scripted"
-    author = "student"
-
-    def __init__(self, commands: Sequence[str]) -> None:
-        self.commands = list(commands)
-
-    def act(self, messages: Sequence[Message]) -> Reply:
-        turn = sum(1 for m in messages if m.role == "assistant")
-        action = Action("Let me try something.", ToolCall("bash", {"command": self.commands[turn]}))
-        return Reply(render_action(action), self.author, self.name, Usage())
-
-
 def run(
     task: Task, env: SandboxConfig, seed: int, student_commands: Sequence[str] = ()
 ) -> tuple[Episode, bool]:
+    """The oracle's rollout, after a scripted student ran ``student_commands`` (one bash call each)."""
     oracle = OraclePolicy(task, seed)
+    actions = [Action("Let me try something.", ToolCall("bash", {"command": c})) for c in student_commands]
+    replies = [render_action(action) for action in actions]
     policy = (
-        SwitchingPolicy(ScriptedStudent(student_commands), oracle, len(student_commands), "expert prompt")
+        SwitchingPolicy(ScriptedPolicy(replies), oracle, len(student_commands), "expert prompt")
         if student_commands
         else oracle
     )
@@ -253,11 +241,11 @@ def test_seeds_vary_the_trajectory_and_replay_exactly(task: Task) -> None:
         messages = [Message("system", "s", "system", -1), Message("user", "u", "user", -1)]
         replies = []
         for turn in range(4):
-            reply = oracle.act(messages)
+            reply = oracle.act(messages, turn)
             replies.append(reply.content)
             messages += [
                 Message("assistant", reply.content, "expert", turn),
-                Message("user", "OBSERVATION:\nok", "env", turn),
+                Message("user", "OBSERVATION:\nok", "env", turn, "observation"),
             ]
         return replies
 
@@ -270,13 +258,13 @@ def test_step_cap_submits(task: Task) -> None:
     messages = [Message("system", "s", "system", -1), Message("user", "u", "user", -1)]
     names = []
     for turn in range(3):
-        reply = oracle.act(messages)
+        reply = oracle.act(messages, turn)
         assert reply.author == "expert" and reply.model == "oracle"
         assert reply.usage.completion_tokens == len(reply.content) // 4
         names.append(parse_action(reply.content).call.name)
         messages += [
             Message("assistant", reply.content, "expert", turn),
-            Message("user", "OBSERVATION:\n", "env", turn),
+            Message("user", "OBSERVATION:\n", "env", turn, "observation"),
         ]
     assert names[-1] == "submit" and "submit" not in names[:-1]
 

@@ -46,11 +46,11 @@ def oec_trajectory() -> Trajectory:
             Message("system", SYSTEM, "system", -1),
             Message("user", "Fix slugify: 'a b-' gives 'a-b-'.", "user", -1),
             Message("assistant", STUDENT_1, "student", 0),
-            Message("user", "slug.py\ntests\n", "env", 0),
+            Message("user", "slug.py\ntests\n", "env", 0, "observation"),
             Message("assistant", STUDENT_2, "student", 1),
-            Message("user", "def slugify(s):\n    return s\n", "env", 1),
+            Message("user", "def slugify(s):\n    return s\n", "env", 1, "observation"),
             Message("assistant", EXPERT_1, "expert", 2),
-            Message("user", "The file textkit/slug.py has been edited.", "env", 2),
+            Message("user", "The file textkit/slug.py has been edited.", "env", 2, "observation"),
             Message("assistant", EXPERT_2, "expert", 3),
         ]
     )

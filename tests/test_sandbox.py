@@ -16,40 +16,24 @@ from omegaconf import OmegaConf
 
 from oec.config import ConfigError, parse
 from oec.env import LocalSandbox, ResourceLimits, SandboxConfig, SandboxError, make_sandbox
+from oec.env.files import read_file
 from oec.env.local import NetworkIsolation, network_isolation, probe_network_isolation
 from oec.env.output import OutputCapture
+from oec.tasks.gitrepo import commit_all, git
 from oec.types import Task
 
 ROOT = Path(__file__).resolve().parents[1]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "HOME": "/nonexistent",
-    "PATH": os.environ["PATH"],
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A repository with a base commit and a later 'future' commit; returns (path, base sha)."""
     repo = tmp_path_factory.mktemp("snapshot")
-    git(repo, "init", "-q", "-b", "main")
     (repo / "a.txt").write_text("base\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "base")
+    base = commit_all(repo, "base")
     git(repo, "tag", "v1")
-    base = git(repo, "rev-parse", "HEAD")
     (repo / "a.txt").write_text("future fix\n")
-    git(repo, "commit", "-qam", "future")
+    commit_all(repo, "future")
     git(repo, "tag", "v2")
     return str(repo), base
 
@@ -96,7 +80,7 @@ def test_edits_do_not_leak_between_sandboxes(snapshot, config):
         first.run("echo changed > a.txt && git commit -qam edit && touch new.txt")
         assert Path(second.workdir, "a.txt").read_text() == "base\n"
         assert not Path(second.workdir, "new.txt").exists()
-    assert git(Path(path), "log", "--format=%s") == "future\nbase"
+    assert git(Path(path), "log", "--format=%s") == "future\nbase\n"
 
 
 def test_run_merges_output_and_reports_exit_code(snapshot, config):
@@ -170,6 +154,22 @@ def test_output_is_truncated_keeping_head_and_tail(snapshot, config):
     assert result.output.endswith("99999\n100000\n")
     assert "characters omitted" in result.output
     assert len(result.output) < 1300
+
+
+def test_read_file_gets_a_file_the_output_limit_would_cut(snapshot, config):
+    text = "".join(f"line {i}: héllo\n" for i in range(2000))  # ~34 kB, many times the limit
+    with LocalSandbox(*snapshot, replace(config, max_output_chars=1000)) as sandbox:
+        path = f"{sandbox.tool_dir}/big.log"
+        sandbox.run(f"cat > {path}", stdin=text)
+        assert sandbox.run(f"cat {path}").truncated
+        assert read_file(sandbox, path, max_bytes=None, timeout=20) == text  # chunks halve to fit
+        tail = read_file(sandbox, path, max_bytes=100, timeout=20, chunk_bytes=600)
+        assert text.encode().endswith(tail.encode()) and len(tail.encode()) == 100
+        sandbox.run(f": > {path}.empty; printf 'ok\\377' > {path}.bin")
+        assert read_file(sandbox, f"{path}.empty", max_bytes=None, timeout=20) == ""
+        assert read_file(sandbox, f"{path}.bin", max_bytes=None, timeout=20) == "ok\ufffd"
+        with pytest.raises(SandboxError, match=r"cannot read .*/missing\.log in the sandbox"):
+            read_file(sandbox, f"{sandbox.tool_dir}/missing.log", max_bytes=None, timeout=20)
 
 
 def test_output_capture_is_exact_below_the_limit_and_utf8_safe():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from oec.data.render import render
 from oec.store import (
     MANIFEST,
     SHARDS,
@@ -26,7 +27,7 @@ from oec.store import (
     main,
     read_trajectories,
 )
-from oec.types import Message, Trajectory, Verdict
+from oec.types import SCHEMA_VERSION, Message, SchemaError, Trajectory, Verdict
 
 CONFIG = {"seed": 0, "switch": {"schedule": "uniform", "max_step": 30}, "collect": {"num_workers": 1}}
 
@@ -279,3 +280,96 @@ def test_sigkill_mid_write_loses_only_the_record_in_flight(tmp_path: Path) -> No
     check = check_store(root)
     assert check.records == total + 2 and check.duplicates == {} and check.torn_shards == []
     assert load_manifest(root)["counts"]["rollouts"] == total + 2
+
+
+def _v1_message(role: str, content: str, author: str, turn: int) -> dict:
+    return {"role": role, "content": content, "author": author, "turn": turn}
+
+
+CALL = "<function=bash>\n<parameter=command>\nls\n</parameter>\n</function>"
+V1_RECORD = {
+    "instance_id": "old-1",
+    "sample_index": 0,
+    "mode": "oec",
+    "seed": 3,
+    "messages": [
+        _v1_message("system", "sys", "system", -1),
+        _v1_message("user", "issue", "user", -1),
+        _v1_message("assistant", "I will think first.", "student", 0),
+        _v1_message("user", "FORMAT ERROR: Your reply contains no function call.\nReply with ...", "env", 0),
+        _v1_message("assistant", f"Look.\n\n{CALL}", "student", 1),
+        _v1_message("user", "OBSERVATION:\nsetup.py\n", "env", 1),
+        _v1_message("assistant", "Now.\n\n<function=frob>\n</function>", "expert", 2),
+        _v1_message("user", "FORMAT ERROR: Unknown tool 'frob'.\nReply with ...", "env", 2),
+        _v1_message("assistant", "Done.\n\n<function=submit>\n</function>", "expert", 3),
+    ],
+    "models": {"student": "tiny-qwen2", "expert": "oracle"},
+    "exit_status": "submitted",
+    "patch": "diff --git a/x b/x\n",
+    "switch_step": 2,
+    "handover_turn": 2,
+    "verdict": {"resolved": True, "tests_status": {}, "error": None, "log": None},
+    "filter_reasons": [],
+    "accepted": True,
+    "split": "train",
+    "timings": {"rollout_s": 1.5},
+    "token_counts": {"student_prompt": 10},
+    "schema_version": 1,
+}
+"""A trajectory as schema version 1 wrote it: environment messages have no ``kind``."""
+
+
+def test_a_version_1_store_loads_checks_and_renders(tmp_path: Path, tokenizer) -> None:
+    root = tmp_path / "v1"
+    (root / SHARDS).mkdir(parents=True)
+    shard = root / SHARDS / "shard-20250101T000000000000-1-abcd.jsonl"
+    shard.write_text(json.dumps(V1_RECORD) + "\n")
+    counts = {
+        "rollouts": 1,
+        "resolved": 1,
+        "accepted": 1,
+        "by_mode": {"oec": 1},
+        "by_exit_status": {"submitted": 1},
+        "by_filter_reason": {},
+    }
+    manifest = {
+        "format": "oec-trajectory-store",
+        "format_version": 1,
+        "created": "2025-01-01T00:00:00+00:00",
+        "updated": "2025-01-01T00:00:00+00:00",
+        "config": CONFIG,
+        "code_version": {"git_commit": "0" * 40, "dirty": False},
+        "config_changes": [],
+        "counts": counts,
+        "shards": {shard.name: {"created": "2025-01-01T00:00:00+00:00", "counts": counts}},
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest))
+
+    (trajectory,) = read_trajectories(root)
+    assert trajectory.schema_version == 1, "the record keeps the version it was written with"
+    assert [m.kind for m in trajectory.messages if m.author == "env"] == [
+        "format_error",
+        "observation",
+        "format_error",  # version 1 did not tell a rejected call from an unparseable reply
+    ]
+    assert all(m.kind is None for m in trajectory.messages if m.author != "env")
+    assert main(["check", str(root)]) == 0
+    example = render(trajectory, tokenizer, mask="expert")
+    assert example.num_supervised > 0 and len(example.spans) == 4
+    with TrajectoryStore.open(root, CONFIG) as store:
+        assert store.done_keys() == {("old-1", 0)}
+        store.append(make("new"))
+    assert [t.schema_version for t in read_trajectories(root)] == [1, SCHEMA_VERSION]
+
+
+def test_message_kind_is_required_exactly_on_env_messages() -> None:
+    assert Message("user", "OBSERVATION:\n", "env", 0, "observation").kind == "observation"
+    with pytest.raises(SchemaError, match="field 'kind' of an env message"):
+        Message("user", "OBSERVATION:\n", "env", 0)
+    with pytest.raises(SchemaError, match="field 'kind' of an env message"):
+        Message("user", "x", "env", 0, "oops")  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match="field 'kind' is for env messages only"):
+        Message("assistant", "x", "student", 0, "observation")
+    record = {**V1_RECORD, "schema_version": SCHEMA_VERSION}
+    with pytest.raises(SchemaError, match="field 'kind' of an env message"):
+        Trajectory.from_dict(record)

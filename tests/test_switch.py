@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
 
 import pytest
 
 from oec.config import ConfigError, parse
-from oec.policies.base import Reply
+from oec.policies.scripted import ScriptedPolicy
 from oec.switch import Beta, SwitchConfig, SwitchingPolicy, Uniform
-from oec.types import Author, Message, Usage
+from oec.types import Author, Message
 
 
-class Recorder:
-    """A scripted policy that answers with its name and remembers the prompts it saw."""
-
-    def __init__(self, name: str, author: Author) -> None:
-        self.name = name
-        self.author = author
-        self.seen: list[list[Message]] = []
-
-    def act(self, messages: Sequence[Message]) -> Reply:
-        self.seen.append(list(messages))
-        return Reply(f"{self.name} speaks", self.author, self.name, Usage(1, 1))
+def speaker(name: str, author: Author) -> ScriptedPolicy:
+    """A scripted policy that answers every call (up to 10) with its name."""
+    return ScriptedPolicy([f"{name} speaks"] * 10, author=author, name=name)
 
 
 def conversation(calls: int) -> list[Message]:
@@ -32,7 +23,7 @@ def conversation(calls: int) -> list[Message]:
     for turn in range(calls):
         messages += [
             Message("assistant", "x", "student", turn),
-            Message("user", "OBSERVATION:\nok", "env", turn),
+            Message("user", "OBSERVATION:\nok", "env", turn, "observation"),
         ]
     return messages
 
@@ -83,29 +74,30 @@ def test_bad_switch_config_names_the_key(node: dict, key: str) -> None:
 
 
 def test_handover_at_k_with_expert_prompt_and_full_history() -> None:
-    student, expert = Recorder("student-model", "student"), Recorder("oracle", "expert")
+    student, expert = speaker("student-model", "student"), speaker("oracle", "expert")
     policy = SwitchingPolicy(student, expert, switch_step=2, expert_system_prompt="expert prompt")
-    authors = [policy.act(conversation(calls)).author for calls in range(4)]
+    authors = [policy.act(conversation(calls), calls).author for calls in range(4)]
     assert authors == ["student", "student", "expert", "expert"]
     assert policy.handover_turn == 2
-    seen = expert.seen[0]
+    assert [turn for turn, _ in student.calls] == [0, 1] and [turn for turn, _ in expert.calls] == [2, 3]
+    seen = expert.calls[0][1]
     assert seen[0].content == "expert prompt"
     assert seen[1:] == conversation(2)[1:]
-    assert all(m[0].content == "student prompt" for m in student.seen)
+    assert all(shown[0].content == "student prompt" for _, shown in student.calls)
 
 
 def test_no_handover_when_the_episode_ends_before_k() -> None:
-    policy = SwitchingPolicy(Recorder("s", "student"), Recorder("e", "expert"), switch_step=30)
+    policy = SwitchingPolicy(speaker("s", "student"), speaker("e", "expert"), switch_step=30)
     for calls in range(3):
-        assert policy.act(conversation(calls)).author == "student"
+        assert policy.act(conversation(calls), calls).author == "student"
     assert policy.handover_turn is None
 
 
 def test_switching_needs_the_policies_it_uses() -> None:
     with pytest.raises(ValueError, match="student"):
-        SwitchingPolicy(None, Recorder("e", "expert"), switch_step=None)
+        SwitchingPolicy(None, speaker("e", "expert"), switch_step=None)
     with pytest.raises(ValueError, match="expert"):
-        SwitchingPolicy(Recorder("s", "student"), None, switch_step=3)
+        SwitchingPolicy(speaker("s", "student"), None, switch_step=3)
 
 
 def format_error_streak(errors: int) -> list[Message]:
@@ -113,21 +105,21 @@ def format_error_streak(errors: int) -> list[Message]:
     for turn in range(1, 1 + errors):
         messages += [
             Message("assistant", "gibberish", "student", turn),
-            Message("user", "FORMAT ERROR: no function call", "env", turn),
+            Message("user", "FORMAT ERROR: no function call", "env", turn, "format_error"),
         ]
     return messages
 
 
 def test_adaptive_handover_after_consecutive_format_errors() -> None:
     policy = SwitchingPolicy(
-        Recorder("s", "student"), Recorder("e", "expert"), switch_step=30, handover_after_format_errors=2
+        speaker("s", "student"), speaker("e", "expert"), switch_step=30, handover_after_format_errors=2
     )
-    assert policy.act(format_error_streak(1)).author == "student"
-    assert policy.act(format_error_streak(2)).author == "expert"
+    assert policy.act(format_error_streak(1), 2).author == "student"
+    assert policy.act(format_error_streak(2), 3).author == "expert"
     assert policy.handover_turn == 3
-    assert policy.act(conversation(5)).author == "expert"
+    assert policy.act(conversation(5), 5).author == "expert"
 
 
 def test_adaptive_handover_needs_an_expert() -> None:
-    policy = SwitchingPolicy(Recorder("s", "student"), None, switch_step=None, handover_after_format_errors=1)
-    assert policy.act(format_error_streak(3)).author == "student"
+    policy = SwitchingPolicy(speaker("s", "student"), None, switch_step=None, handover_after_format_errors=1)
+    assert policy.act(format_error_streak(3), 4).author == "student"

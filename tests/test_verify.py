@@ -18,6 +18,7 @@ from swebench.harness.constants import APPLY_PATCH_FAIL, END_TEST_OUTPUT, START_
 
 from oec.env import SandboxConfig, make_sandbox
 from oec.env.base import ExecResult, Sandbox
+from oec.tasks.gitrepo import clone, commit_all, diff, git, git_env
 from oec.types import Task
 from oec.verify.__main__ import main as verify_main
 from oec.verify.grade import (
@@ -30,27 +31,20 @@ from oec.verify.grade import (
 )
 from oec.verify.run_tests import DEFAULT_TEST_COMMAND, verify
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "fixtures"
-    / "swesmith"
-    / "getmoto__moto.694ce1f4.pr_7331"
-)
-if not FIXTURE.exists():
-    FIXTURE = Path("/work/shared/fixtures/swesmith/getmoto__moto.694ce1f4.pr_7331")
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-}
+SWESMITH = "swesmith/getmoto__moto.694ce1f4.pr_7331"
+NEXT_TO_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURE_ROOTS = tuple(dict.fromkeys([NEXT_TO_CHECKOUT, Path("/work/shared/fixtures")]))
+"""The SWE-smith fixture lives outside the checkout: next to it, or in the shared work folder."""
+FIXTURE = next((r / SWESMITH for r in FIXTURE_ROOTS if (r / SWESMITH).exists()), FIXTURE_ROOTS[0] / SWESMITH)
 
 
 # --------------------------------------------------------------------------- grading from logs
 
 
 def fixture_row() -> dict:
+    """The fixture's task row; skips the calling test when the fixture is absent."""
+    if not FIXTURE.exists():
+        pytest.skip(f"the SWE-smith fixture {SWESMITH} is in none of {', '.join(map(str, FIXTURE_ROOTS))}")
     report = json.loads((FIXTURE / "report.json").read_text())["tests_status"]
     return {
         "instance_id": FIXTURE.name,
@@ -193,11 +187,9 @@ class GitSandbox:
         self.base_commit = base_commit
         self.max_output = max_output
         os.makedirs(self.tool_dir)
-        subprocess.run(["git", "clone", "-q", str(source), self.workdir], check=True)
-        subprocess.run(["git", "checkout", "-q", base_commit], cwd=self.workdir, check=True)
+        clone(source, Path(self.workdir), base_commit)
         self.env = {
-            **{k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
-            **GIT_ENV,
+            **{k: v for k, v in git_env().items() if k != "PYTEST_ADDOPTS"},
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
             "PYTHONDONTWRITEBYTECODE": "1",
             # The task repo needs no plugins; loading the venv's (hydra, lightning...) costs ~1 s a run.
@@ -258,18 +250,11 @@ P2P = [
 ]
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, **GIT_ENV}
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    ).stdout
-
-
 def diff_for(repo: Path, edits: dict[str, str]) -> str:
     """The diff that ``edits`` (path -> new content) make to the base commit."""
     for path, content in edits.items():
         (repo / path).write_text(content)
-    patch = git(repo, "diff")
+    patch = diff(repo)
     git(repo, "checkout", "-q", "--", ".")
     return patch
 
@@ -281,13 +266,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Task]:
     (repo / "calc.py").write_text(CALC)
     (repo / "tests" / "test_calc.py").write_text(TESTS)
     (repo / "pytest.ini").write_text("[pytest]\n")
-    git(repo, "init", "-q")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "base")
+    base = commit_all(repo, "base")
     task = Task(
         instance_id="demo__calc-1",
         repo="demo/calc",
-        base_commit=git(repo, "rev-parse", "HEAD").strip(),
+        base_commit=base,
         problem_statement="add() subtracts",
         patch=diff_for(repo, {"calc.py": CALC.replace("a - b", "a + b")}),
         test_patch=diff_for(repo, {"tests/test_calc.py": TESTS + NEW_TEST}),

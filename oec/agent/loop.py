@@ -4,8 +4,11 @@ The loop is deliberately small and knows nothing about OEC: a ``SwitchingPolicy`
 speaks, and every reply carries its author. An episode ends by an :class:`EpisodeEnd` carrying its
 exit status: ``submitted``, ``call_limit`` (per author, like the reference's per-model limit),
 ``context_limit``, ``format_errors`` (too many consecutive unparseable or invalid calls) or
-``wall_time``. When the episode ends without a submission the working copy's diff is still taken,
-as SWE-agent's auto-submission does, so evaluation can grade it.
+``wall_time``. Every environment message records its kind (``observation``, ``format_error`` for a
+reply that does not parse as one call, ``invalid_call`` for a call the toolbox rejects), so nothing
+downstream re-derives from the text whether a call was malformed. When the episode ends without a
+submission the working copy's diff is still taken, as SWE-agent's auto-submission does, so
+evaluation can grade it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from oec.agent.prompts import Prompts, format_error, observation
 from oec.agent.tools import TOOL_DOCS, InvalidToolCall, ToolBox
 from oec.config import Above, AtLeast
 from oec.policies.base import ContextLimitExceeded, Policy
-from oec.types import ExitStatus, Message, Task
+from oec.types import EnvKind, ExitStatus, Message, Task
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,17 @@ def run_episode(
     prompts: Prompts,
     limits: AgentLimits,
 ) -> Episode:
-    """Run ``policy`` on ``task`` until an exit condition; the sandbox behind ``tools`` is kept."""
+    """Run ``policy`` on ``task`` until an exit condition; the sandbox behind ``tools`` is kept.
+
+    One counter numbers the model calls: ``turn``, 0-based over the whole rollout whoever makes the
+    call, is passed to the policy and stamped on the call's messages; ``calls`` only tallies each
+    author's calls for the per-author call limit.
+    """
     messages = [
         Message("system", prompts.render_student_system(TOOL_DOCS), "system", -1),
         Message("user", prompts.render_task(task.problem_statement), "user", -1),
     ]
+    turn = 0
     calls: Counter[str] = Counter()
     tokens: Counter[str] = Counter()
     consecutive_errors = 0
@@ -71,9 +80,8 @@ def run_episode(
         while True:
             if time.monotonic() - start > limits.wall_time_s:
                 raise EpisodeEnd("wall_time")
-            turn = sum(1 for m in messages if m.role == "assistant")
             try:
-                reply = policy.act(messages)
+                reply = policy.act(messages, turn)
             except ContextLimitExceeded as exc:
                 raise EpisodeEnd("context_limit") from exc
             calls[reply.author] += 1
@@ -82,18 +90,21 @@ def run_episode(
             messages.append(Message("assistant", reply.content, reply.author, turn))
             try:
                 result = tools.execute(parse_action(reply.content).call)
-            except (FormatError, InvalidToolCall) as exc:
+            except FormatError as exc:
+                # InvalidToolCall is a FormatError too: the call parsed but the toolbox rejected it.
+                kind: EnvKind = "invalid_call" if isinstance(exc, InvalidToolCall) else "format_error"
                 consecutive_errors += 1
-                messages.append(Message("user", format_error(str(exc)), "env", turn))
+                messages.append(Message("user", format_error(str(exc)), "env", turn, kind))
                 if consecutive_errors >= limits.max_consecutive_format_errors:
                     raise EpisodeEnd("format_errors") from exc
             else:
                 consecutive_errors = 0
                 if result.submitted_patch is not None:
                     raise EpisodeEnd("submitted", result.submitted_patch)
-                messages.append(Message("user", observation(result.observation), "env", turn))
+                messages.append(Message("user", observation(result.observation), "env", turn, "observation"))
             if calls[reply.author] >= limits.max_calls:
                 raise EpisodeEnd("call_limit")
+            turn += 1
     except EpisodeEnd as end:
         patch = end.patch if end.patch is not None else tools.current_patch()
         return Episode(messages, end.status, patch, dict(tokens), time.monotonic() - start)

@@ -76,7 +76,3 @@ def format_error(reason: str) -> str:
         "Reply with a short thought followed by exactly one <function=...> call, "
         "as described in the system prompt."
     )
-
-
-def is_format_error(content: str) -> bool:
-    return content.startswith(FORMAT_ERROR_PREFIX)

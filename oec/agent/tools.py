@@ -1,11 +1,10 @@
 """The agent's tools: ``bash``, ``str_replace_editor`` and ``submit``, executed in a sandbox.
 
-Tools are declared once, as data (:data:`TOOLS`): the same declarations validate calls, render the
-documentation the system prompt shows (:data:`TOOL_DOCS`) and give JSON schemas for experts that
-call tools natively. Everything reaches the sandbox through ``Sandbox.run``: the editor script
-(:mod:`oec.agent.editor`) is copied in through stdin and called with its arguments as JSON on
-stdin, so the tools work unchanged in any runtime and no argument is ever interpolated into a
-shell command.
+Tools are declared once, as data (:data:`TOOLS`): the same declarations validate calls and render
+the documentation the system prompt shows (:data:`TOOL_DOCS`). Everything reaches the sandbox
+through ``Sandbox.run``: the editor script (:mod:`oec.agent.editor`) is copied in through stdin and
+called with its arguments as JSON on stdin, so the tools work unchanged in any runtime and no
+argument is ever interpolated into a shell command.
 
 ``submit`` stages everything (``git add -A``) and returns ``git diff --cached --binary`` against
 the base commit: new, modified, deleted and binary files alike. Nothing is excluded, except what
@@ -14,15 +13,14 @@ the repository's own ``.gitignore`` hides from ``git add``.
 
 from __future__ import annotations
 
-import base64
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from oec.agent.actions import Action, FormatError, ToolCall, render_action
 from oec.env import ExecResult, Sandbox, SandboxConfig, SandboxError
+from oec.env.files import read_file
 
 EDITOR_SCRIPT = "str_replace_editor.py"
 PATCH_FILE = "submission.patch"
@@ -41,8 +39,6 @@ class Parameter:
     name: str
     description: str
     required: bool = False
-    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
-    """JSON Schema of the value for native tool calls; in the XML format every value is text."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +46,6 @@ class Tool:
     name: str
     description: str
     parameters: tuple[Parameter, ...] = ()
-
-    def json_schema(self) -> dict[str, Any]:
-        """The parameters as a JSON Schema object (``input_schema`` / ``parameters`` of native APIs)."""
-        return {
-            "type": "object",
-            "properties": {p.name: {**p.schema, "description": p.description} for p in self.parameters},
-            "required": [p.name for p in self.parameters if p.required],
-        }
 
 
 EDITOR_COMMANDS: dict[str, tuple[str, ...]] = {
@@ -90,7 +78,6 @@ TOOLS: tuple[Tool, ...] = (
                 "command",
                 "One of view, create, str_replace, insert, undo_edit.",
                 required=True,
-                schema={"type": "string", "enum": list(EDITOR_COMMANDS)},
             ),
             Parameter(
                 "path",
@@ -102,15 +89,10 @@ TOOLS: tuple[Tool, ...] = (
             Parameter(
                 "new_str", "`str_replace`: the replacement (omit it to delete); `insert`: the text to insert."
             ),
-            Parameter(
-                "insert_line",
-                "`insert`: the line number after which `new_str` goes.",
-                schema={"type": "integer"},
-            ),
+            Parameter("insert_line", "`insert`: the line number after which `new_str` goes."),
             Parameter(
                 "view_range",
                 "`view` of a file: [start, end], 1-based and inclusive; end -1 means the last line.",
-                schema={"type": "array", "items": {"type": "integer"}},
             ),
         ),
     ),
@@ -219,7 +201,7 @@ class ToolBox:
                 "cannot install the str_replace_editor tool (it needs python3 or python on the PATH): "
                 + (result.output.strip() or f"exit code {result.exit_code}")
             )
-        # -S skips site-packages: the helper scripts need only the standard library, and start 3x faster.
+        # -S skips site-packages: the editor script needs only the standard library, and starts 3x faster.
         self._python = (result.output.strip().splitlines()[-1], "-S")
 
     def execute(self, call: ToolCall) -> ToolResult:
@@ -270,22 +252,8 @@ class ToolBox:
             raise SandboxError(
                 f"cannot compute the patch against {self.sandbox.base_commit}: {result.output.strip()}"
             )
-        # Read back in base64 chunks that each fit one command's output (a plain `cat` would be cut
-        # at max_output_chars). Bytes that are not UTF-8 are replaced: a trajectory's patch is text.
-        reader = (
-            "import base64,sys; f=open(sys.argv[1],'rb'); f.seek(int(sys.argv[2])); "
-            "sys.stdout.write(base64.b64encode(f.read(int(sys.argv[3]))).decode('ascii'))"
+        # Never cut (max_bytes=None): a patch missing its head would not apply. Bytes that are not
+        # UTF-8 are replaced: a trajectory's patch is text.
+        return read_file(
+            self.sandbox, patch_file, max_bytes=None, timeout=self.timeout_s, chunk_bytes=self._chunk_bytes
         )
-        chunks: list[bytes] = []
-        while True:
-            offset = sum(len(chunk) for chunk in chunks)
-            result = self.sandbox.run(
-                shlex.join([*self._python, "-c", reader, patch_file, str(offset), str(self._chunk_bytes)]),
-                timeout=self.timeout_s,
-            )
-            if result.exit_code != 0 or result.truncated:
-                raise SandboxError(f"cannot read the patch back from {patch_file}: {result.output[:500]}")
-            chunk = base64.b64decode(result.output)
-            chunks.append(chunk)
-            if len(chunk) < self._chunk_bytes:
-                return b"".join(chunks).decode("utf-8", errors="replace")

@@ -34,7 +34,10 @@ class Policy(Protocol):
     name: str
     author: Author
 
-    def act(self, messages: Sequence[Message]) -> Reply: ...
+    def act(self, messages: Sequence[Message], turn: int) -> Reply:
+        """The reply to ``messages`` at model call ``turn``: the loop's 0-based call index, counted
+        over the whole rollout whoever makes the call (the ``turn`` the reply's message gets)."""
+        ...
 
 
 PolicyBuilder = Callable[[Task, int], Policy]

@@ -8,10 +8,11 @@ conversation (:func:`oec.chat.student_view`: older observations elided) with the
 :class:`~oec.policies.base.ContextLimitExceeded`, and generates until ``<|im_end|>``.
 
 Decoding is fully set by the config: temperature 0 is greedy, otherwise sampling with ``top_p``
-under a seed derived from the rollout seed and the call index, so a rollout replays exactly. A
-checkpoint's own ``generation_config.json`` (Qwen's sets ``top_k``, ``repetition_penalty``...) is
-replaced for the same reason. transformers samples from the global torch RNG (``generate`` takes
-no ``torch.Generator``), so the RNG is forked and seeded for the call, under the lock.
+under a seed derived from the rollout seed and the loop's call index (``turn``), so a rollout
+replays exactly. A checkpoint's own ``generation_config.json`` (Qwen's sets ``top_k``,
+``repetition_penalty``...) is replaced for the same reason. transformers samples from the global
+torch RNG (``generate`` takes no ``torch.Generator``), so the RNG is forked and seeded for the
+call, under the lock.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class HFPolicy:
             chat, add_generation_prompt=True, tokenize=True, return_dict=False
         )
 
-    def act(self, messages: Sequence[Message]) -> Reply:
+    def act(self, messages: Sequence[Message], turn: int) -> Reply:
         builder = self.builder
         with builder.lock:
             ids = self.prompt_ids(messages)
@@ -110,10 +111,9 @@ class HFPolicy:
                 limit = builder.student.max_seq_len
                 raise ContextLimitExceeded(f"{self.name}: prompt of {len(ids)} tokens exceeds {limit=}")
             input_ids = torch.tensor([ids], device=builder.device)
-            call_index = sum(1 for m in messages if m.role == "assistant")
             devices = [builder.device] if builder.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
-                torch.manual_seed((self.seed * 1_000_003 + call_index) % 2**63)
+                torch.manual_seed((self.seed * 1_000_003 + turn) % 2**63)
                 output = builder.model.generate(input_ids, attention_mask=torch.ones_like(input_ids))
             generated = output[0, len(ids) :].tolist()
         stop = next((i for i, token in enumerate(generated) if token in builder.stop_ids), len(generated))

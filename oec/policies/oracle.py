@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import unidiff
 
 from oec.agent.actions import Action, ToolCall, render_action
-from oec.agent.prompts import FORMAT_ERROR_PREFIX, OBSERVATION_PREFIX
+from oec.agent.prompts import OBSERVATION_PREFIX
 from oec.policies.base import Reply
 from oec.types import Author, Message, Task, Usage
 
@@ -338,7 +338,7 @@ def pytest_passed(output: str) -> bool:
 
 def edit_applied(output: str) -> bool:
     """Did a ``str_replace`` observation report a successful edit (SWE-agent's wording)?"""
-    return not output.startswith(FORMAT_ERROR_PREFIX) and "has been edited" in output
+    return "has been edited" in output
 
 
 def _failure_line(output: str) -> str | None:
@@ -402,12 +402,12 @@ class OraclePolicy:
         self._created: set[str] = set()
         self._failure: str | None = None
 
-    def act(self, messages: Sequence[Message]) -> Reply:
+    def act(self, messages: Sequence[Message], turn: int) -> Reply:
         if self._submitted or self.steps >= self.max_steps - 1:
             key = "submit_again" if self._submitted else "step_cap"
             action = Action(self._say(key), ToolCall("submit"))
         elif self._script is None:
-            self._script = self._run(took_over=any(m.role == "assistant" for m in messages))
+            self._script = self._run(took_over=turn > 0)
             action = next(self._script)
         else:
             action = self._script.send(self._last_observation(messages))
@@ -419,7 +419,9 @@ class OraclePolicy:
 
     @staticmethod
     def _last_observation(messages: Sequence[Message]) -> str:
-        if not messages or messages[-1].author != "env":
+        """The tool output that answered the previous call; empty when there was none (the call was
+        malformed, as the loop recorded it), so the script sees an edit not applied, a run not passed."""
+        if not messages or messages[-1].kind != "observation":
             return ""
         return messages[-1].content.removeprefix(OBSERVATION_PREFIX)
 

@@ -9,9 +9,8 @@ ablation. Rejected trajectories are still stored, with their reasons, so ablatio
 Reason names: ``unresolved``, ``repetition:identical_consecutive``, ``repetition:ngram``,
 ``repetition:identical_observations``, ``format_errors`` and ``exit_status:<status>``.
 
-A turn is a format error when its assistant message does not parse as an action
-(:func:`oec.agent.actions.parse_action`) or the loop answered it with a format-error observation
-(:func:`oec.agent.prompts.is_format_error`, which also covers parseable calls of unknown tools).
+A turn counts as a format error when its call was malformed, as the loop recorded it
+(:func:`oec.types.malformed_turns`: a reply that does not parse, or a call the toolbox rejected).
 An action's identity is its tool call with whitespace runs in every argument collapsed, so
 re-running ``pytest  -q`` and ``pytest -q`` counts as the same action.
 """
@@ -24,9 +23,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Protocol
 
 from oec.agent.actions import FormatError, parse_action
-from oec.agent.prompts import is_format_error
 from oec.config import AtLeast
-from oec.types import ExitStatus, Message, Trajectory
+from oec.types import ExitStatus, Message, Trajectory, malformed_turns
 
 ActionKey = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -73,19 +71,6 @@ def action_key(message: Message) -> ActionKey | None:
     return call.name, tuple(sorted((k, " ".join(v.split())) for k, v in call.arguments.items()))
 
 
-def format_error_turns(messages: list[Message]) -> list[int]:
-    """Turns (model-call indices) whose action was a format error, in order."""
-    turns = []
-    for i, message in enumerate(messages):
-        if message.role != "assistant":
-            continue
-        answer = messages[i + 1] if i + 1 < len(messages) else None
-        answered_as_error = answer is not None and answer.author == "env" and is_format_error(answer.content)
-        if answered_as_error or action_key(message) is None:
-            turns.append(message.turn)
-    return turns
-
-
 def _longest_run(items: Iterable[object]) -> int:
     longest = run = 0
     previous: object = object()
@@ -125,9 +110,7 @@ class FormatErrorFilter:
     max_format_errors: int
 
     def __call__(self, trajectory: Trajectory) -> list[str]:
-        return (
-            ["format_errors"] if len(format_error_turns(trajectory.messages)) > self.max_format_errors else []
-        )
+        return ["format_errors"] if len(malformed_turns(trajectory.messages)) > self.max_format_errors else []
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ The log is assembled in swebench's eval-log layout (start/end markers, test exit
 Only :meth:`Sandbox.run` is used, files travel through stdin, and everything but the repository
 changes lives in the sandbox's ``tool_dir``, so any sandbox runtime works. Test ids travel through
 stdin too (read with ``mapfile``), which keeps ids with brackets, spaces or ``$`` intact and long id
-lists clear of command-length limits. Pytest's output goes to a file that is read back in base64
-chunks, so a sandbox that truncates command output cannot cut off pytest's summary.
+lists clear of command-length limits. Pytest's output goes to a file that is read back with
+:func:`oec.env.files.read_file`, so a sandbox that truncates command output cannot cut off pytest's
+summary.
 
 A patch that does not apply, a test patch that does not apply and a timeout give an unresolved
 verdict with an ``error`` naming the task; failures of the sandbox itself propagate to the caller.
@@ -18,8 +19,6 @@ verdict with an ``error`` naming the task; failures of the sandbox itself propag
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import shlex
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from swebench.harness.constants import APPLY_PATCH_PASS, END_TEST_OUTPUT, START_
 from swebench.harness.run_evaluation import GIT_APPLY_CMDS
 
 from oec.env.base import Sandbox
+from oec.env.files import read_file
 from oec.types import Task, Verdict
 from oec.verify.grade import DEFAULT_PARSER, grade_log, truncate_log
 
@@ -81,32 +81,6 @@ def _apply_test_patch(sandbox: Sandbox, task: Task, path: str, timeout: float) -
             f"test patch does not apply for {task.instance_id}: {truncate_log(result.output.strip(), 2_000)}"
         )
     return f"{APPLY_PATCH_PASS} (test patch)\n{result.output}"
-
-
-def _read_file(sandbox: Sandbox, path: str, chunk_bytes: int, max_bytes: int, timeout: float) -> str:
-    """Read a sandbox file (its last ``max_bytes`` when longer) in base64 chunks."""
-    size_result = sandbox.run(f"wc -c < {shlex.quote(path)}", timeout=timeout)
-    try:
-        size = int(size_result.output.strip())
-    except ValueError:
-        raise RuntimeError(f"cannot read {path} in the sandbox: {size_result.output.strip()}") from None
-    offset = max(0, size - max_bytes)
-    data = bytearray()
-    while offset < size:
-        command = f"tail -c +{offset + 1} {shlex.quote(path)} | head -c {chunk_bytes} | base64 | tr -d '\\n'"
-        result = sandbox.run(command, timeout=timeout)
-        try:
-            chunk = base64.b64decode(result.output.strip(), validate=True)
-        except binascii.Error:
-            chunk = b""
-        if result.exit_code != 0 or result.truncated or not chunk:
-            if chunk_bytes <= 256 or result.exit_code != 0:
-                raise RuntimeError(f"cannot read {path} in the sandbox: {result.output[:200]!r}")
-            chunk_bytes //= 2  # the sandbox truncated the chunk: ask for less
-            continue
-        data += chunk
-        offset += len(chunk)
-    return data.decode("utf-8", errors="replace")
 
 
 def _run_tests(
@@ -163,7 +137,9 @@ def verify(
             files = list(dict.fromkeys(test.split("::", 1)[0] for test in tests))
             header.append(f"test ids not collectable (pytest exit {exit_code}); running files: {files}")
             exit_code, timed_out = _run_tests(sandbox, files, test_command, log_path, timeout_s)
-        output = _read_file(sandbox, log_path, read_chunk_bytes, max_read_bytes, apply_timeout_s)
+        output = read_file(
+            sandbox, log_path, max_bytes=max_read_bytes, timeout=apply_timeout_s, chunk_bytes=read_chunk_bytes
+        )
     if timed_out:
         error = f"tests timed out after {timeout_s:g}s for {task.instance_id}"
         log = "\n".join([*header, output, error])
