@@ -129,6 +129,7 @@ def test_build_computes_patches_and_test_lists(built):
     assert second.metadata == {"project": "calc", "spec": "specs/calc.yaml"}
 
 
+@pytest.mark.slow
 def test_build_is_deterministic(built, tmp_path):
     projects, specs, tasks = built
     spec = load_specs(specs, projects)[0]
@@ -213,6 +214,7 @@ def test_locate_rejects_ambiguous_snippets():
     assert locate(source, "a\nb\n", "w") == (len("def f():\n"), len(source), "    ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
@@ -236,6 +238,7 @@ def test_committed_tasks_cover_every_spec():
     assert [row["instance_id"] for row in rows] == sorted(row["instance_id"] for row in rows)
 
 
+@pytest.mark.slow
 def test_validate_ledger_tasks(tmp_path):
     ids = ["oec-embedded__ledger-004", "oec-embedded__ledger-011"]
     loaded = load_tasks("embedded", instance_ids=ids, cache_dir=str(tmp_path))

@@ -34,9 +34,15 @@ STORES = {"bc_oec": ["bc", "oec"], "oec_no_mask": ["oec"]}
 """The stores an arm trains on, when not its own."""
 
 
-def composed(*overrides: str):
+@pytest.fixture(scope="module", autouse=True)
+def hydra_conf():
+    """Hydra is initialised once for the module; each test composes its own config."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=[*overrides, "train.run_dir=/unused"])
+        yield
+
+
+def composed(*overrides: str):
+    return compose("config", overrides=[*overrides, "train.run_dir=/unused"])
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +65,11 @@ def real_run(checkpoint: str) -> list[str]:
 
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("arm", ARMS)
-def test_train_composes_arm_and_scale(arm: str, scale: str):
-    settings = load_settings(composed(f"+exp={arm}", f"model={scale}", "paths.root=/o"))
+def test_arm_and_scale_compose_for_train_and_collect(arm: str, scale: str, checkpoint: str):
+    cfg = composed(f"+exp={arm}", f"model={scale}", "paths.root=/o", *real_run(checkpoint))
     tag = SCALES[scale]
+
+    settings = load_settings(cfg)
     assert settings.name == arm and settings.model.tag == tag
     assert settings.trainer.strategy == ("auto" if scale == "tiny" else "fsdp")
     assert settings.data.mask == MASKS.get(arm, "expert")
@@ -71,11 +79,6 @@ def test_train_composes_arm_and_scale(arm: str, scale: str):
         assert settings.model.hub_id == f"Qwen/Qwen2.5-Coder-{tag.upper()}-Instruct"
         assert settings.model.max_seq_len == 32768 and settings.model.precision == "bf16-true"
 
-
-@pytest.mark.parametrize("scale", SCALES)
-@pytest.mark.parametrize("arm", ARMS)
-def test_collect_composes_arm_and_scale(arm: str, scale: str, checkpoint: str):
-    cfg = composed(f"+exp={arm}", f"model={scale}", *real_run(checkpoint))
     config = load_rollout_config(cfg)
     parse(CollectConfig, cfg.collect, "collect")
     mode = MODES.get(arm, "oec")
@@ -84,7 +87,7 @@ def test_collect_composes_arm_and_scale(arm: str, scale: str, checkpoint: str):
     roles = {"bc": ["expert"], "on_policy": ["student"]}.get(mode, ["student", "expert"])
     assert list(config.policies) == roles
     assert all(isinstance(p, HFPolicyConfig) and p.model == checkpoint for p in config.policies.values())
-    assert config.student.tag == SCALES[scale]
+    assert config.student.tag == tag
 
 
 @pytest.mark.parametrize("arm", ARMS)

@@ -115,6 +115,7 @@ def test_prompt_goes_through_the_history_processor(greedy: HFPolicyBuilder) -> N
     assert len(prompt) < len(template(messages))
 
 
+@pytest.mark.slow
 def test_loads_a_saved_checkpoint(tmp_path: Path) -> None:
     model = build_model("tiny", dtype="bfloat16", seed=3)
     model.save_pretrained(tmp_path / "ckpt")

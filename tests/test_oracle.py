@@ -151,7 +151,12 @@ def expert_calls(episode: Episode) -> list[ToolCall]:
     return [parse_action(m.content).call for m in episode.messages if m.author == "expert"]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+SLOW = pytest.mark.slow
+"""Oracle episodes on real sandboxes take seconds each: the fast tier keeps a clean solve and one
+takeover of a messed-up tree; the full suite runs every seed, mess and task."""
+
+
+@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=SLOW) for s in (1, 2, 3))])
 def test_solves_from_a_clean_checkout(task: Task, env: SandboxConfig, seed: int) -> None:
     episode, resolved = run(task, env, seed)
     assert episode.exit_status == "submitted"
@@ -186,8 +191,10 @@ MESSES = {
 }
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("mess", sorted(MESSES))
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=SLOW)])
+@pytest.mark.parametrize(
+    "mess", [pytest.param(m, marks=SLOW) if m != "wrong_fix_and_edited_test" else m for m in sorted(MESSES)]
+)
 def test_takes_over_a_messed_up_tree(task: Task, env: SandboxConfig, mess: str, seed: int) -> None:
     episode, resolved = run(task, env, seed, MESSES[mess])
     assert episode.exit_status == "submitted"
@@ -197,6 +204,7 @@ def test_takes_over_a_messed_up_tree(task: Task, env: SandboxConfig, mess: str, 
     assert first.name == "bash" and "git status" in first.arguments["command"]
 
 
+@SLOW
 @pytest.mark.parametrize("seed", [0, 1])
 def test_keeps_a_correct_half_of_the_fix(task: Task, env: SandboxConfig, seed: int) -> None:
     half_fix = _sed("s|sum(values) // len|sum(values) / len|", "calc/ops.py")
@@ -223,6 +231,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Task]:
     return {t.instance_id: t for t in loaded.tasks}
 
 
+@SLOW
 @pytest.mark.parametrize("instance_id", EMBEDDED)
 def test_solves_embedded_tasks_after_a_broken_student(
     embedded: dict[str, Task], env: SandboxConfig, instance_id: str
@@ -301,6 +310,7 @@ def test_reproduction_copies_the_test_file(task: Task) -> None:
     assert fallback.copies == () and fallback.failing == ("tests/test_ops.py",)
 
 
+@SLOW
 def test_solves_when_hidden_tests_change_existing_ones(
     task: Task, env: SandboxConfig, tmp_path: Path
 ) -> None:

@@ -74,8 +74,11 @@ def test_step_gradient_is_the_token_mean_over_the_step(examples, whole_batch_gra
 
 @pytest.mark.parametrize(
     ("micro_batch_size", "accumulate", "packing"),
-    [(2, 2, False), (1, 4, False), (2, 2, True)],
-    ids=["2x2", "1x4", "2x2-packed"],
+    [
+        pytest.param(2, 2, False, id="2x2"),
+        pytest.param(1, 4, False, id="1x4", marks=pytest.mark.slow),
+        pytest.param(2, 2, True, id="2x2-packed"),
+    ],
 )
 def test_step_gradient_does_not_depend_on_the_split(
     examples, tokenizer, whole_batch_gradient, micro_batch_size, accumulate, packing
@@ -108,6 +111,7 @@ def test_warmup_then_cosine_schedule(examples, tokenizer):
     assert lrs == pytest.approx([0.0, 5e-4, 1e-3, 1e-3 * (0.1 + 0.9 * 0.5)])
 
 
+@pytest.mark.slow
 def test_export_loads_with_from_pretrained_and_gives_the_same_logits(tmp_path, tokenizer):
     model = micro_model(seed=5)
     weights = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -226,7 +230,9 @@ def test_resume_picks_the_newest_checkpoint_of_the_run(tmp_path):
     assert latest_checkpoint(tmp_path) == tmp_path / "hpc_ckpt_1.ckpt"
 
 
-@pytest.mark.parametrize(("precision", "fused"), [("32-true", True), ("bf16-mixed", False)])
+@pytest.mark.parametrize(
+    ("precision", "fused"), [("32-true", True), pytest.param("bf16-mixed", False, marks=pytest.mark.slow)]
+)
 def test_clipped_steps_use_the_fused_optimizer_unless_amp_must_unscale_first(
     examples, tokenizer, precision, fused
 ):

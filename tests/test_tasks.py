@@ -218,6 +218,7 @@ def config_dir(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_validate_cli(config_dir, tmp_path, capsys):
     overrides = ["tasks=embedded", "tasks.split=null", "tasks.instance_ids=[oec-embedded__ledger-008]"]
     overrides.append(f"tasks.cache_dir={tmp_path / 'cache'}")

@@ -86,6 +86,7 @@ def test_one_failing_fail_to_pass_test_is_unresolved(fixture_task: Task) -> None
     assert len(verdict.tests_status["PASS_TO_PASS"]["success"]) == len(fixture_task.PASS_TO_PASS)
 
 
+@pytest.mark.slow
 def test_cli_on_fixture(tmp_path: Path) -> None:
     instance = tmp_path / "instance.json"
     instance.write_text(json.dumps(fixture_row()))
