@@ -25,52 +25,54 @@ from oec.types import Author, Message, Mode, malformed_turns
 
 
 @dataclass(frozen=True)
-class Uniform:
-    """k ~ U{lo, ..., hi}, both ends included: the paper's OEC schedule (0..30)."""
+class _Switching:
+    """What every schedule that switches shares: the adaptive handover knob (see module doc)."""
+
+    handover_after_format_errors: Annotated[int, AtLeast(1)] | None = None
+    """N: hand over early after N student format errors in a row (adaptive; off by default)."""
+    mode: ClassVar[Mode] = "oec"
+
+
+@dataclass(frozen=True)
+class _Window(_Switching):
+    """Switch steps drawn from lo..hi, both ends included."""
 
     lo: Annotated[int, AtLeast(0)] = 0
     hi: Annotated[int, AtLeast(0)] = 30
-    handover_after_format_errors: Annotated[int, AtLeast(1)] | None = None
-    """N: hand over early after N student format errors in a row (adaptive; off by default)."""
-    schedule: Literal["uniform"] = "uniform"
-    mode: ClassVar[Mode] = "oec"
 
     def __post_init__(self) -> None:
-        _check_bounds(self.lo, self.hi)
+        if self.lo > self.hi:
+            raise ValueError(f"hi: must be >= lo, got lo={self.lo}, hi={self.hi}")
+
+
+@dataclass(frozen=True)
+class Uniform(_Window):
+    """k ~ U{lo, ..., hi}, both ends included: the paper's OEC schedule (0..30)."""
+
+    schedule: Literal["uniform"] = "uniform"
 
     def sample(self, rng: random.Random) -> int:
         return rng.randint(self.lo, self.hi)
 
 
 @dataclass(frozen=True)
-class Fixed:
+class Fixed(_Switching):
     """Always switch at model call k (switch-time analyses)."""
 
     k: Annotated[int, AtLeast(0)] = 10
-    handover_after_format_errors: Annotated[int, AtLeast(1)] | None = None
-    """N: hand over early after N student format errors in a row (adaptive; off by default)."""
     schedule: Literal["fixed"] = "fixed"
-    mode: ClassVar[Mode] = "oec"
 
     def sample(self, rng: random.Random) -> int:
         return self.k
 
 
 @dataclass(frozen=True)
-class Beta:
+class Beta(_Window):
     """k = lo + round(B * (hi - lo)) with B ~ Beta(a, b); a > b biases switches late."""
 
     a: Annotated[float, Above(0)] = 2.0
     b: Annotated[float, Above(0)] = 1.0
-    lo: Annotated[int, AtLeast(0)] = 0
-    hi: Annotated[int, AtLeast(0)] = 30
-    handover_after_format_errors: Annotated[int, AtLeast(1)] | None = None
-    """N: hand over early after N student format errors in a row (adaptive; off by default)."""
     schedule: Literal["beta"] = "beta"
-    mode: ClassVar[Mode] = "oec"
-
-    def __post_init__(self) -> None:
-        _check_bounds(self.lo, self.hi)
 
     def sample(self, rng: random.Random) -> int:
         return self.lo + round(rng.betavariate(self.a, self.b) * (self.hi - self.lo))
@@ -103,11 +105,6 @@ class Always:
 SwitchConfig = Uniform | Fixed | Beta | Never | Always
 """The ``switch`` config group: one schedule, chosen by its ``schedule`` key. ``sample`` gives the
 model-call index at which the expert takes over (None: never); ``mode`` the data arm it produces."""
-
-
-def _check_bounds(lo: int, hi: int) -> None:
-    if lo > hi:
-        raise ValueError(f"hi: must be >= lo, got lo={lo}, hi={hi}")
 
 
 ROLES: dict[Mode, tuple[Author, ...]] = {

@@ -29,14 +29,14 @@ def conversation(calls: int) -> list[Message]:
 
 
 def test_uniform_covers_both_ends_and_is_reproducible() -> None:
-    schedule = Uniform(0, 3)
+    schedule = Uniform(lo=0, hi=3)
     draws = [schedule.sample(random.Random(seed)) for seed in range(200)]
     assert set(draws) == {0, 1, 2, 3}
     assert draws == [schedule.sample(random.Random(seed)) for seed in range(200)]
 
 
 def test_beta_is_late_biased_and_bounded() -> None:
-    draws = [Beta(4.0, 1.0, 5, 25).sample(random.Random(seed)) for seed in range(500)]
+    draws = [Beta(a=4.0, b=1.0, lo=5, hi=25).sample(random.Random(seed)) for seed in range(500)]
     assert min(draws) >= 5 and max(draws) <= 25
     assert sum(draws) / len(draws) > 15
 
