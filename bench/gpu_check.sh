@@ -4,7 +4,7 @@
 #   bench/gpu_check.sh STORE OUT
 #
 # STORE is a BC trajectory store (e.g. stores/bc of a `make run`), OUT a folder for logs and runs;
-# STEP_TIMEOUT (seconds, default 600) bounds each step.
+# STEP_TIMEOUT (seconds, default 600) bounds each step; ONLY="name name..." runs just those steps.
 # Each step prints its exit status, wall time and the end of its log:
 #   1. throughput and peak memory of one SFT step: tiny at 8k tokens, Qwen2.5-Coder-7B shape at 32k
 #      (random init, bf16, activation checkpointing), full vs chunked supervised-only logits;
@@ -21,6 +21,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline PYTHONUNBUFFER
 step() {
     local name=$1 start=$SECONDS
     shift
+    [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]] && return
     echo "== $name"
     timeout "${STEP_TIMEOUT:-600}" "$@" >"$out/$name.log" 2>&1
     echo "exit $? after $((SECONDS - start)) s"
@@ -35,7 +36,7 @@ python3 -c "import importlib.util, torch, transformers, lightning; print('torch'
 step bench_tiny python3 bench/train_throughput.py --device cuda --seq-len 8192
 step bench_7b python3 bench/train_throughput.py --shape qwen2.5-coder-7b --device cuda --seq-len 32768 --steps 2
 
-step train_tiny python3 -m oec.train +exp=demo name=tiny_gpu paths.root="$out" \
+step train_tiny python3 -m oec.train +exp=demo name=tiny_gpu paths.root="$out" logger=local \
     "data.sources=[{store:$store,arm:bc}]" trainer.accelerator=gpu model.precision=bf16-mixed \
     trainer.max_steps=200 hydra.run.dir="$out/tiny_gpu"
 
@@ -53,7 +54,7 @@ model.save_pretrained(sys.argv[1])
 load_tokenizer().save_pretrained(sys.argv[1])
 print(sum(p.numel() for p in model.parameters()) / 1e9, 'B parameters')
 " "$checkpoint"
-step train_fsdp python3 -m oec.train +exp=oec model=qwen2.5-coder-7b name=fsdp_1.5b paths.root="$out" \
+step train_fsdp python3 -m oec.train +exp=oec model=qwen2.5-coder-7b name=fsdp_1.5b paths.root="$out" logger=local \
     "data.sources=[{store:$store,arm:bc}]" model.name_or_path="$checkpoint" trainer.devices=1 \
     trainer.max_steps=6 trainer.val_check_interval=null data.val_fraction=0.1 \
     hydra.run.dir="$out/fsdp_1.5b"
