@@ -88,7 +88,7 @@ def test_the_entry_point_trains_with_two_cpu_processes_and_rank_zero_exports(tmp
     from oec.sft.loggers import read_metrics
     from oec.store import TrajectoryStore
 
-    with TrajectoryStore.open(tmp_path / "stores" / "demo", config={"test": True}) as store:
+    with TrajectoryStore.open(tmp_path / "stores" / "tiny" / "demo", config={"test": True}) as store:
         for index in range(6):
             store.append(trajectory(index, turns=2 + index % 2))
     run = tmp_path / "run"
