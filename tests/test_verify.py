@@ -32,10 +32,9 @@ from oec.verify.grade import (
 from oec.verify.run_tests import DEFAULT_TEST_COMMAND, verify
 
 SWESMITH = "swesmith/getmoto__moto.694ce1f4.pr_7331"
-NEXT_TO_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-FIXTURE_ROOTS = tuple(dict.fromkeys([NEXT_TO_CHECKOUT, Path("/work/shared/fixtures")]))
-"""The SWE-smith fixture lives outside the checkout: next to it, or in the shared work folder."""
-FIXTURE = next((r / SWESMITH for r in FIXTURE_ROOTS if (r / SWESMITH).exists()), FIXTURE_ROOTS[0] / SWESMITH)
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+"""The public fixtures live outside the checkout, in ../shared/fixtures."""
+FIXTURE = FIXTURES / SWESMITH
 
 
 # --------------------------------------------------------------------------- grading from logs
@@ -44,7 +43,9 @@ FIXTURE = next((r / SWESMITH for r in FIXTURE_ROOTS if (r / SWESMITH).exists()),
 def fixture_row() -> dict:
     """The fixture's task row; skips the calling test when the fixture is absent."""
     if not FIXTURE.exists():
-        pytest.skip(f"the SWE-smith fixture {SWESMITH} is in none of {', '.join(map(str, FIXTURE_ROOTS))}")
+        pytest.skip(
+            f"the SWE-smith fixture {FIXTURE} is absent (it comes with ../shared, beside the checkout)"
+        )
     report = json.loads((FIXTURE / "report.json").read_text())["tests_status"]
     return {
         "instance_id": FIXTURE.name,
