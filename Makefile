@@ -30,7 +30,7 @@ test: install
 	$(PY) -m pytest -q
 
 # The development loop: every test not marked slow (end-to-end runs, multi-process training, the
-# oracle on real tasks); under 2 minutes on 2 cores.
+# oracle on real tasks); about two minutes on 2 cores.
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
