@@ -79,7 +79,7 @@ def load_rollout_config(cfg: DictConfig, switch: SwitchConfig | None = None) -> 
         **{role: section(PolicyConfig, role) for role in roles},
     }
     if errors:
-        raise ConfigError("\n  ".join(errors) if len(errors) == 1 else "\n  " + "\n  ".join(errors))
+        raise ConfigError(errors[0] if len(errors) == 1 else "\n  " + "\n  ".join(errors))
     settings = RolloutSettings(switch=switch, env=parts["env"], agent=parts["agent"], filters=parts["filter"])
     return RolloutConfig(
         seed=parts["seed"],

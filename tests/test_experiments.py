@@ -114,7 +114,7 @@ def test_the_demo_is_the_one_place_that_names_the_toy_parts():
     config = load_rollout_config(composed("+exp=demo"))
     student, expert = config.policies["student"], config.policies["expert"]
     assert isinstance(student, HFPolicyConfig) and student.model == "tiny"
-    assert isinstance(expert, OraclePolicyConfig)
+    assert isinstance(expert, OraclePolicyConfig) and expert.model_name == "oracle"
     assert isinstance(config.tasks, EmbeddedTasks)
     assert config.student.is_tiny and config.student.max_seq_len == 2048
     switch = config.settings.switch

@@ -48,6 +48,10 @@ class OraclePolicyConfig:
     max_steps: Annotated[int, AtLeast(2)] = DEFAULT_MAX_STEPS
     """Its own cap on tool calls; the last one submits."""
 
+    @property
+    def model_name(self) -> str:
+        return self.name
+
 
 @dataclass(frozen=True)
 class HFPolicyConfig:
@@ -94,7 +98,9 @@ def make_policy_builder(config: PolicyConfig, author: Author, student: StudentMo
     """The per-rollout builder of ``config``'s backend, attributed to ``author`` (the mount point);
     ``hf`` loads its weights here, once, and reads ``student`` for everything but the weights."""
     if isinstance(config, OraclePolicyConfig):
-        return functools.partial(OraclePolicy, author=author, name=config.name, max_steps=config.max_steps)
+        return functools.partial(
+            OraclePolicy, author=author, name=config.model_name, max_steps=config.max_steps
+        )
     from oec.policies.hf import HFPolicyBuilder
 
     return HFPolicyBuilder(config, author, student)
