@@ -26,7 +26,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from oec.agent.prompts import OBSERVATION_PREFIX
-from oec.student import StudentModel
+from oec.student import ChatTemplate, StudentModel
 from oec.types import Message
 
 QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
@@ -63,29 +63,35 @@ def bundled_tokenizer_dir() -> Path:
     return folder
 
 
+CHAT_TEMPLATES: dict[ChatTemplate, str] = {"qwen2.5": QWEN25_CHAT_TEMPLATE}
+"""The template of each ``model.chat_template`` value."""
+
+
 @lru_cache(maxsize=8)
-def _load(path: str) -> PreTrainedTokenizerBase:
+def _load(path: str, chat_template: ChatTemplate) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    tokenizer.chat_template = QWEN25_CHAT_TEMPLATE
+    tokenizer.chat_template = CHAT_TEMPLATES[chat_template]
     return tokenizer
 
 
-def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
-    """The student's tokenizer with the Qwen2.5 chat template.
+def load_tokenizer(
+    path: str | Path | None = None, chat_template: ChatTemplate = "qwen2.5"
+) -> PreTrainedTokenizerBase:
+    """The student's tokenizer with our copy of its chat template (never the checkpoint's own).
 
     ``path`` is a local checkpoint or tokenizer folder; None means the bundled Qwen2.5 files. The
-    template is always the Qwen2.5 one, so a checkpoint we exported and the bundled files render
-    identically. The object is cached and shared: callers must not mutate it.
+    template replaces whatever the folder ships, so a checkpoint we exported and the bundled files
+    render identically. The object is cached and shared: callers must not mutate it.
     """
     folder = bundled_tokenizer_dir() if path is None else Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"tokenizer folder {folder} does not exist")
-    return _load(str(folder.resolve()))
+    return _load(str(folder.resolve()), chat_template)
 
 
 def load_student_tokenizer(model: StudentModel, weights: str | None = None) -> PreTrainedTokenizerBase:
     """The tokenizer of ``model`` when serving or training ``weights`` (see StudentModel.tokenizer_dir)."""
-    return load_tokenizer(model.tokenizer_dir(weights))
+    return load_tokenizer(model.tokenizer_dir(weights), model.chat_template)
 
 
 ELIDED_OBSERVATION = "Old environment output: ({lines} lines omitted)"

@@ -22,6 +22,8 @@ TINY = "tiny"
 
 Precision = Literal["32-true", "bf16-true", "bf16-mixed", "16-mixed"]
 Attention = Literal["auto", "flash_attention_2", "sdpa", "eager"]
+ChatTemplate = Literal["qwen2.5"]
+"""Chat templates oec/chat.py renders (each marks assistant spans with ``{% generation %}``)."""
 
 
 def is_checkpoint_dir(path: str | Path) -> bool:
@@ -43,7 +45,7 @@ class StudentModel:
     tokenizer: str | None = None
     """A tokenizer folder; null: the served or trained checkpoint's own files (the bundled Qwen2.5
     files for ``tiny``). See :meth:`tokenizer_dir`."""
-    chat_template: Literal["qwen2.5"] = "qwen2.5"
+    chat_template: ChatTemplate = "qwen2.5"
     """The template conversations are rendered with, at inference and in training (oec/chat.py)."""
     attn_implementation: Attention = "auto"
     """``auto``: flash-attention 2 with CUDA and the flash_attn package, else SDPA (the reason is logged)."""
