@@ -9,9 +9,25 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test test-fast lint format clean
+# The task environment (env.task_env): the Python that sandbox commands get, with the project's
+# pytest and nothing else, so a task's commands cannot import oec (gold patches, hidden tests).
+TASK_ENV ?= .task-env
 
-install: $(STAMP)
+.PHONY: install bubblewrap run test test-fast lint format clean
+
+install: $(STAMP) $(TASK_ENV)/.installed bubblewrap
+
+$(TASK_ENV)/.installed: $(STAMP)
+	$(PYTHON) -m venv $(TASK_ENV)
+	$(TASK_ENV)/bin/pip install --quiet "pytest==$$($(PY) -c 'import pytest; print(pytest.__version__)')"
+	touch $@
+
+# The local sandbox runs commands under bubblewrap (env.isolation); installed where we may (root on
+# Debian), else the sandbox logs what it cannot isolate.
+bubblewrap:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; }; } \
+	  || echo "warning: bubblewrap is not installed; local sandboxes cannot isolate commands (see README)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,4 +59,4 @@ format: install
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TASK_ENV) outputs multirun .pytest_cache .ruff_cache

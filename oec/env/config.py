@@ -28,8 +28,9 @@ class ResourceLimits:
     """Largest file a command may write (``ulimit -f``)."""
 
     processes: Annotated[int, AtLeast(1)] | None = 4096
-    """Processes of the user (``ulimit -u``). Linux counts every process of the user, not only
-    the sandbox's, and ignores the limit for root."""
+    """Processes and threads of the sandbox: ``pids.max`` of its own pids cgroup where one can be
+    made (as root), which binds root too and counts only this sandbox. Also ``ulimit -u``, which
+    counts every process of the user and which Linux ignores for root."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,20 @@ class SandboxConfig:
     network: Literal["off", "on"] = "off"
     """``off`` runs commands in a fresh network namespace (loopback only) when the machine allows
     it, with one logged warning when it does not."""
+
+    isolation: Literal["bwrap", "none"] = "bwrap"
+    """``bwrap``: every command runs under bubblewrap (oec/env/bwrap.py), seeing only the system
+    dirs, the task environment, this sandbox's directories and, read-only, the snapshot's objects;
+    with its own PID namespace, so nothing it starts outlives it. ``none``: plain processes of the
+    calling user, which can read any file that user can (debugging only). If bwrap cannot run,
+    one warning says what is lost and commands run as with ``none``."""
+
+    task_env: str | None = None
+    """Python environment (a virtualenv) the task's commands get: its ``bin/`` is first on their
+    PATH, so ``python`` and ``pytest`` are its own, never the project's (whose ``oec`` package holds
+    every gold patch and hidden test). null = ``.task-env`` in the project checkout, made by
+    ``make install`` with pytest only. If it is missing, one warning says so and commands get only
+    the system's Python."""
 
     parent_dir: str | None = None
     """Directory under which each sandbox's temporary root is created; null = the system temp dir."""
