@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,49 +16,23 @@ from omegaconf import OmegaConf
 from oec.config import ConfigError, parse
 from oec.env import LocalSandbox, ResourceLimits, SandboxConfig, SandboxError, make_sandbox
 from oec.env.files import read_file
-from oec.env.local import NetworkIsolation, network_isolation, probe_network_isolation
+from oec.env.local import DEFAULT_TASK_ENV, NetworkIsolation, network_isolation, probe_network_isolation
 from oec.env.output import OutputCapture
-from oec.tasks.gitrepo import commit_all, git
+from oec.tasks.gitrepo import git
 from oec.types import Task
+from tests.sandbox_helpers import all_gone, make_snapshot, sleep_tag
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A repository with a base commit and a later 'future' commit; returns (path, base sha)."""
-    repo = tmp_path_factory.mktemp("snapshot")
-    (repo / "a.txt").write_text("base\n")
-    base = commit_all(repo, "base")
-    git(repo, "tag", "v1")
-    (repo / "a.txt").write_text("future fix\n")
-    commit_all(repo, "future")
-    git(repo, "tag", "v2")
-    return str(repo), base
+    return make_snapshot(tmp_path_factory.mktemp("snapshot"))
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> SandboxConfig:
     return SandboxConfig(timeout_s=20, parent_dir=str(tmp_path / "sandboxes"))
-
-
-def alive(pid: int) -> bool:
-    """Running and not a zombie (an orphan's zombie lingers until init reaps it)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")
-
-
-def dies(pid: int, within_s: float = 3.0) -> bool:
-    """SIGKILL is delivered asynchronously: give a loaded machine a moment to finish the process."""
-    deadline = time.monotonic() + within_s
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_fresh_copy_at_base_commit_without_future_history(snapshot, config):
@@ -102,45 +75,41 @@ def test_environment_is_clean(snapshot, config, monkeypatch):
         assert (env["PAGER"], env["GIT_PAGER"], env["TERM"]) == ("cat", "cat", "dumb")
         assert env["PYTHONDONTWRITEBYTECODE"] == "1"
         python = sandbox.run("command -v python").output.strip()
-        assert os.path.dirname(python) == os.path.dirname(sys.executable)
+        assert os.path.dirname(python) == str(DEFAULT_TASK_ENV / "bin")
         assert sandbox.run("git commit -q --allow-empty -m x && git log -1 --format=%an").exit_code == 0
 
 
 def test_timeout_kills_the_whole_process_group(snapshot, config):
+    tag = sleep_tag()
     with LocalSandbox(*snapshot, config) as sandbox:
-        result = sandbox.run("echo started; sleep 100 & echo $! > ../bg.pid; sleep 100", timeout=1)
+        result = sandbox.run(f"echo started; sleep {tag} & sleep 100", timeout=1)
         assert result.timed_out and result.exit_code == -9
         assert result.output == "started\n"
         assert result.duration_s < 5
-        assert dies(int(Path(sandbox.root, "bg.pid").read_text()))
+        assert all_gone(tag)
 
 
 def test_timeout_kills_processes_that_left_the_group(snapshot, config):
+    tag = sleep_tag()
     with LocalSandbox(*snapshot, config) as sandbox:
-        result = sandbox.run("setsid sleep 100 & echo $! > ../escaped.pid; sleep 100", timeout=1)
+        result = sandbox.run(f"setsid sleep {tag} & sleep 100", timeout=1)
         assert result.timed_out and result.duration_s < 5
-        assert dies(int(Path(sandbox.root, "escaped.pid").read_text()))
+        assert all_gone(tag)
 
 
 def test_background_jobs_end_with_their_command(snapshot, config):
+    tag = sleep_tag()
     with LocalSandbox(*snapshot, config) as sandbox:
-        result = sandbox.run("sleep 100 & echo $!")
-        assert not result.timed_out and result.duration_s < 3
-        assert dies(int(result.output))
+        result = sandbox.run(f"sleep {tag} & sleep 0.2; kill -0 $! && echo started")
+        assert result.output == "started\n" and result.duration_s < 3
+        assert all_gone(tag)
 
 
-def test_close_kills_detached_daemons_and_removes_the_root(snapshot, config):
+def test_close_removes_the_root_and_refuses_commands(snapshot, config):
     sandbox = LocalSandbox(*snapshot, config)
-    # The daemon writes its pid only once it has its own session, so the end of the command (which
-    # kills the command's process group) cannot catch it before it has detached.
-    daemon = "setsid sh -c 'echo $$ > ../daemon.pid; exec sleep 100' > /dev/null 2>&1 < /dev/null &"
-    pid = int(
-        sandbox.run(f"{daemon} until [ -s ../daemon.pid ]; do sleep 0.01; done; cat ../daemon.pid").output
-    )
-    assert alive(pid)
+    sandbox.run("echo x > new.txt")
     sandbox.close()
     sandbox.close()
-    assert dies(pid)
     assert not os.path.exists(sandbox.root)
     with pytest.raises(SandboxError, match="closed"):
         sandbox.run("true")

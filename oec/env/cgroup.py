@@ -63,9 +63,22 @@ def pids_parent() -> str | None:
         return _probed[0]
 
 
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def create(parent: str, token: str, max_pids: int) -> str:
-    """Make the cgroup ``parent/token`` capped at ``max_pids`` tasks (processes and threads)."""
-    path = os.path.join(parent, token)
+    """Make a cgroup under ``parent`` capped at ``max_pids`` tasks (processes and threads).
+
+    Its name, ``<pid>-<start time>-<token>``, names the process that owns it, so
+    :func:`remove_orphans` can tell when that process is gone (pids are reused; start times tell).
+    """
+    pid = os.getpid()
+    path = os.path.join(parent, f"{pid}-{_start_time(pid)}-{token}")
     os.mkdir(path)
     try:
         _write(os.path.join(path, "pids.max"), str(max_pids))
@@ -98,6 +111,20 @@ def kill_members(path: str) -> None:
     for pid in members(path):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def remove_orphans(parent: str) -> list[str]:
+    """Remove the cgroups under ``parent`` whose owning process is dead; returns their paths."""
+    removed = []
+    for entry in os.scandir(parent):
+        pid, _, rest = entry.name.partition("-")
+        start, _, _token = rest.partition("-")
+        if not entry.is_dir() or not pid.isdigit() or _start_time(int(pid)) == start:
+            continue
+        with contextlib.suppress(OSError):
+            remove(entry.path)
+            removed.append(entry.path)
+    return removed
 
 
 def remove(path: str, within_s: float = 2.0) -> None:

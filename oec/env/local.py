@@ -26,7 +26,8 @@ Isolation (``env.isolation``, default ``bwrap``; what bwrap shows a command is i
 - **Network.** With ``network: off`` commands get a network namespace with only loopback.
 - **Debris.** Each root holds ``owner.lock``, flocked by the process that made it for the
   sandbox's life. The first sandbox of a process in a parent directory removes every
-  ``oec-sandbox-*`` root there whose lock nobody holds (its owner died), with its cgroup.
+  ``oec-sandbox-*`` root there whose lock nobody holds (its owner died), and every pids cgroup
+  whose owner (named in the cgroup's name: pid and start time) is dead.
 
 Where the machine cannot provide one of these, one warning per process says which. Commands run
 as the calling user in every case; container runtimes provide the stronger boundary.
@@ -64,7 +65,7 @@ MARKER_VAR = "OEC_SANDBOX"
 
 ROOT_PREFIX = "oec-sandbox-"
 OWNER_LOCK = "owner.lock"
-"""In each root: flocked by the owning process while the sandbox lives; holds the cgroup token."""
+"""In each root: flocked by the owning process while the sandbox lives."""
 
 DEFAULT_TASK_ENV = Path(__file__).resolve().parents[2] / ".task-env"
 """Where ``make install`` puts the task environment: ``.task-env`` in the project checkout."""
@@ -240,7 +241,6 @@ def _hold_owner_lock(root: str, token: str) -> int:
     fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.write(fd, token.encode())
         os.rename(pending, os.path.join(root, OWNER_LOCK))
     except BaseException:
         os.close(fd)
@@ -249,9 +249,9 @@ def _hold_owner_lock(root: str, token: str) -> int:
 
 
 def remove_stale_roots(parent: str) -> list[str]:
-    """Remove every sandbox root in ``parent`` whose owner is dead (its lock is free), with its
-    cgroup; returns the roots removed. Roots without a lock file (being created this instant, or
-    made before owner locks existed) are left alone."""
+    """Remove every sandbox root in ``parent`` whose owner is dead (its lock is free); returns the
+    roots removed. Roots without a lock file (being created this instant, or made before owner
+    locks existed) are left alone."""
     removed = []
     with os.scandir(parent) as entries:
         roots = [e.path for e in entries if e.name.startswith(ROOT_PREFIX) and not e.is_symlink()]
@@ -266,11 +266,6 @@ def remove_stale_roots(parent: str) -> list[str]:
             os.close(fd)
             continue
         try:
-            token = os.read(fd, 64).decode("ascii", "replace")
-            cgroups = cgroup.pids_parent()
-            if cgroups is not None and token.isalnum():
-                with contextlib.suppress(OSError):
-                    cgroup.remove(os.path.join(cgroups, token))
             _rmtree(root)
             removed.append(root)
         finally:
@@ -284,12 +279,18 @@ _swept: set[str] = set()
 _swept_lock = threading.Lock()
 
 
-def _remove_stale_roots_once(parent: str) -> None:
+def _remove_debris_once(parent: str) -> None:
+    """At a process's first sandbox in ``parent``: its stale roots, and orphan cgroups."""
     with _swept_lock:
         if parent in _swept:
             return
         _swept.add(parent)
     remove_stale_roots(parent)
+    cgroups = cgroup.pids_parent()
+    if cgroups is not None:
+        orphans = cgroup.remove_orphans(cgroups)
+        if orphans:
+            log.info("removed %d pids cgroups of dead processes from %s", len(orphans), cgroups)
 
 
 @dataclass
@@ -328,7 +329,7 @@ class LocalSandbox:
         started = time.monotonic()
         parent = os.path.abspath(self.config.parent_dir or tempfile.gettempdir())
         os.makedirs(parent, exist_ok=True)
-        _remove_stale_roots_once(parent)
+        _remove_debris_once(parent)
         self.root = tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=parent)
         token = uuid.uuid4().hex
         try:
