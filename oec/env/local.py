@@ -18,9 +18,9 @@ Isolation (``env.isolation``, default ``bwrap``; what bwrap shows a command is i
   ``.git/objects/info/alternates`` fails; without bwrap the clone copies them (``--no-hardlinks``).
 - **Nothing outlives its sandbox.** Each command runs in its own PID namespace: when it ends, when
   it is killed at its timeout, or when the collector dies (even by SIGKILL), the kernel kills every
-  process it started, daemons included. Without bwrap, a command's process group and every process
-  carrying the sandbox's marker variable are killed instead (a daemon that clears its environment
-  and leaves the group escapes that).
+  process it started, daemons included. Without bwrap, a command's process group, every process
+  carrying the sandbox's marker variable and (as root) its cgroup are killed instead; without a
+  cgroup either, a daemon that clears its environment and leaves the group escapes that.
 - **A process cap that binds root.** Where a pids cgroup can be made (:mod:`oec.env.cgroup`, as
   root) each sandbox gets one capped at ``limits.processes``; ``ulimit`` sets the other limits.
 - **Network.** With ``network: off`` commands get a network namespace with only loopback.
