@@ -268,6 +268,8 @@ def remove_stale_roots(parent: str) -> list[str]:
         try:
             _rmtree(root)
             removed.append(root)
+        except OSError as exc:  # debris must not stop a new sandbox
+            log.warning("cannot remove the stale sandbox root %s: %s", root, exc)
         finally:
             os.close(fd)
     if removed:
