@@ -312,10 +312,12 @@ def _release(resources: _Resources) -> None:
     for pgid in list(resources.running):
         _kill_group(pgid)
     kill_marked(resources.token)
-    if resources.cgroup is not None:
-        cgroup.remove(resources.cgroup)
-    _rmtree(resources.root)
-    os.close(resources.lock_fd)
+    try:
+        if resources.cgroup is not None:
+            cgroup.remove(resources.cgroup)
+        _rmtree(resources.root)
+    finally:
+        os.close(resources.lock_fd)
 
 
 class LocalSandbox:
