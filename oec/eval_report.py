@@ -1,5 +1,9 @@
 """The evaluation report: resolve rate with a 95% Wilson interval, format-valid rate, result files.
 
+The resolve rate is over graded rollouts only: a rollout whose verdict is not ``graded`` (a
+``task_error``: the task's own test patch does not apply) says nothing about the model, so it is
+left out of the denominator and counted apart under ``ungraded`` (by status).
+
 A library module, so the entry (``python -m oec.evaluate``) stays thin and tests and tools import
 the numbers without Hydra. ``format_valid_rate`` reads the loop's record of malformed calls
 (:func:`oec.types.malformed_turns`); it never re-parses replies. :func:`write_results` writes
@@ -40,15 +44,23 @@ def format_valid_rate(trajectories: list[Trajectory]) -> float | None:
     return valid / total if total else None
 
 
+def ungraded_counts(trajectories: list[Trajectory]) -> dict[str, int]:
+    """How many rollouts have each verdict status other than ``graded`` (e.g. ``task_error``)."""
+    return dict(Counter(t.verdict.status for t in trajectories if t.verdict is not None and t.ungraded))
+
+
 def evaluation_report(trajectories: list[Trajectory], model: str) -> dict[str, object]:
-    resolved = sum(t.resolved for t in trajectories)
-    low, high = wilson_interval(resolved, len(trajectories))
+    graded = [t for t in trajectories if not t.ungraded]
+    resolved = sum(t.resolved for t in graded)
+    low, high = wilson_interval(resolved, len(graded))
     return {
         "model": model,
         "rollouts": len(trajectories),
         "tasks": len({t.instance_id for t in trajectories}),
+        "graded": len(graded),
+        "ungraded": ungraded_counts(trajectories),
         "resolved": resolved,
-        "resolve_rate": resolved / len(trajectories) if trajectories else 0.0,
+        "resolve_rate": resolved / len(graded) if graded else 0.0,
         "resolve_rate_ci95": [low, high],
         "format_valid_rate": format_valid_rate(trajectories),
         "mean_turns": sum(t.num_turns for t in trajectories) / max(1, len(trajectories)),
@@ -63,11 +75,13 @@ def write_results(trajectories: list[Trajectory], model: str, out_dir: Path) -> 
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     with (out_dir / "per_task.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["instance_id", "sample_index", "resolved", "exit_status", "turns", "error"])
+        writer.writerow(
+            ["instance_id", "sample_index", "resolved", "verdict", "exit_status", "turns", "error"]
+        )
         for t in sorted(trajectories, key=lambda t: t.key):
-            error = t.verdict.error if t.verdict else "not verified"
+            error, status = (t.verdict.error, t.verdict.status) if t.verdict else ("not verified", "")
             writer.writerow(
-                [t.instance_id, t.sample_index, t.resolved, t.exit_status, t.num_turns, error or ""]
+                [t.instance_id, t.sample_index, t.resolved, status, t.exit_status, t.num_turns, error or ""]
             )
     with (out_dir / "predictions.jsonl").open("w") as handle:
         for t in sorted(trajectories, key=lambda t: t.key):

@@ -1,4 +1,8 @@
-"""Feedback for long rollout loops: a live progress bar and the end-of-run summary table."""
+"""Feedback for long rollout loops: a live progress bar and the end-of-run summary table.
+
+Rollouts whose verdict is not ``graded`` (a ``task_error``: the task's test patch does not apply)
+are counted apart, as ``ungraded``: they are neither resolved nor failures of the agent.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from oec.eval_report import ungraded_counts
 from oec.types import Trajectory
 
 console = Console(stderr=True)
@@ -37,10 +42,12 @@ class RolloutProgress:
     def _stats(self) -> str:
         c = self.counts
         text = f"resolved {c['resolved']}  accepted {c['accepted']}"
+        text += f"  [yellow]ungraded {c['ungraded']}[/yellow]" if c["ungraded"] else ""
         return text + (f"  [red]failed {c['failed']}" if c["failed"] else "")
 
     def advance(self, trajectory: Trajectory) -> None:
         self.counts["resolved"] += trajectory.resolved
+        self.counts["ungraded"] += trajectory.ungraded
         self.counts["accepted"] += trajectory.accepted
         self._progress.update(self._task, advance=1, stats=self._stats())
 
@@ -78,6 +85,7 @@ def summary_rows(trajectories: list[Trajectory]) -> list[dict[str, object]]:
             {
                 "mode": mode,
                 "rollouts": len(group),
+                "ungraded": " ".join(f"{s}:{n}" for s, n in sorted(ungraded_counts(group).items())) or "-",
                 "resolved": sum(t.resolved for t in group),
                 "filtered": " ".join(f"{r}:{n}" for r, n in sorted(reasons.items())) or "-",
                 "accepted": sum(t.accepted for t in group),
@@ -94,6 +102,7 @@ def print_collection_summary(trajectories: list[Trajectory], title: str) -> None
     for column in (
         "mode",
         "rollouts",
+        "ungraded",
         "resolved",
         "filtered",
         "accepted",
@@ -102,12 +111,13 @@ def print_collection_summary(trajectories: list[Trajectory], title: str) -> None
         "switch steps",
     ):
         table.add_column(
-            column, justify="left" if column in ("mode", "filtered", "switch steps") else "right"
+            column, justify="left" if column in ("mode", "ungraded", "filtered", "switch steps") else "right"
         )
     for row in summary_rows(trajectories):
         table.add_row(
             str(row["mode"]),
             str(row["rollouts"]),
+            str(row["ungraded"]),
             str(row["resolved"]),
             str(row["filtered"]),
             str(row["accepted"]),

@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-SCHEMA_VERSION = 2
-"""Version of the trajectory record layout. 2 added ``Message.kind``. A version-1 record still loads:
-:meth:`Trajectory.from_dict` infers the kind of its environment messages from their text (see
-:data:`V1_FORMAT_ERROR_PREFIX`) and keeps the record's ``schema_version`` as read (1), so a kind that
-was inferred, never recorded, stays recognisable."""
+SCHEMA_VERSION = 3
+"""Version of the trajectory record layout. 2 added ``Message.kind``; 3 added ``Verdict.status`` and
+the exit status ``patch_too_large``. Older records load: a version-1 record gets the kind of its
+environment messages inferred from their text (see :data:`V1_FORMAT_ERROR_PREFIX`), and a verdict
+without a status is ``graded``, as every verdict was before 3. A record keeps its ``schema_version``
+as read, so a kind that was inferred, never recorded, stays recognisable. Version 3 exists so that
+older code refuses newer records instead of counting a task error as an agent's failure."""
 
 Role = Literal["system", "user", "assistant"]
 Author = Literal["system", "user", "env", "student", "expert"]
@@ -40,7 +42,16 @@ ExitStatus = Literal[
     "format_errors",
     "wall_time",
     "error",
+    "patch_too_large",
 ]
+"""How an episode ended (:mod:`oec.agent.loop`). ``patch_too_large``: the submission (by ``submit`` or
+at the episode's end) exceeded ``agent.limits.max_patch_bytes``; the stored patch is empty."""
+VerdictStatus = Literal["graded", "task_error", "infra_error"]
+"""Whether a verdict judges the patch. ``graded``: the tests ran (or the model patch did not apply,
+which is the agent's failure). ``task_error``: the task itself could not be verified, e.g. its test
+patch does not apply to its base commit. ``infra_error``: the sandbox or container failed (reserved for
+the container runtime). A verdict that is not ``graded`` says nothing about the agent: it is never
+resolved, never accepted, and resolve rates leave it out of their denominators."""
 
 AUTHORS: tuple[str, ...] = get_args(Author)
 ENV_KINDS: tuple[str, ...] = get_args(EnvKind)
@@ -51,6 +62,7 @@ V1_FORMAT_ERROR_PREFIX = "FORMAT ERROR: "
 did not tell unparseable replies from rejected calls); only the upgrade of version-1 records reads it."""
 MODES: tuple[str, ...] = get_args(Mode)
 EXIT_STATUSES: tuple[str, ...] = get_args(ExitStatus)
+VERDICT_STATUSES: tuple[str, ...] = get_args(VerdictStatus)
 MODEL_AUTHORS: tuple[str, ...] = ("student", "expert")
 
 
@@ -211,13 +223,24 @@ class Verdict:
 
     ``tests_status`` follows swebench's report layout:
     ``{"FAIL_TO_PASS": {"success": [...], "failure": [...]}, "PASS_TO_PASS": {...}}``.
-    ``error`` is set when grading could not run (e.g. the test patch did not apply).
+    ``error`` is set when grading could not run: the model patch did not apply (``status`` stays
+    ``graded``: the agent failed) or the test patch did not apply (``status`` is ``task_error``).
     """
 
     resolved: bool
     tests_status: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     error: str | None = None
     log: str | None = None
+    status: VerdictStatus = "graded"
+    """See :data:`VerdictStatus`; records written before schema 3 have none and load as ``graded``."""
+
+    def __post_init__(self) -> None:
+        if self.status not in VERDICT_STATUSES:
+            raise SchemaError(
+                f"verdict: field 'status' must be one of {VERDICT_STATUSES}, got {self.status!r}"
+            )
+        if self.resolved and self.status != "graded":
+            raise SchemaError(f"verdict: a {self.status} verdict cannot be resolved")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -229,6 +252,7 @@ class Verdict:
             tests_status=dict(data.get("tests_status") or {}),
             error=data.get("error"),
             log=data.get("log"),
+            status=data.get("status", "graded"),
         )
 
 
@@ -268,6 +292,12 @@ class Trajectory:
     @property
     def resolved(self) -> bool:
         return self.verdict is not None and self.verdict.resolved
+
+    @property
+    def ungraded(self) -> bool:
+        """The verdict's tests could not judge the patch (:data:`VerdictStatus`): a task or
+        infrastructure error, not the agent's failure. Resolve rates count these apart."""
+        return self.verdict is not None and self.verdict.status != "graded"
 
     @property
     def num_turns(self) -> int:

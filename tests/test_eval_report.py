@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from oec.eval_report import evaluation_report, format_valid_rate, wilson_interval, write_results
-from oec.types import EnvKind, Message, Trajectory, Verdict
+from oec.progress import summary_rows
+from oec.types import EnvKind, Message, Trajectory, Verdict, VerdictStatus
 
 CALL = "<function=bash>\n<parameter=command>\nls\n</parameter>\n</function>"
 
 
-def rollout(instance: str, sample: int, kinds: list[EnvKind], resolved: bool) -> Trajectory:
+def rollout(
+    instance: str, sample: int, kinds: list[EnvKind], resolved: bool, status: VerdictStatus = "graded"
+) -> Trajectory:
     """A student rollout whose calls were answered with ``kinds``, in turn order."""
     messages = [Message("system", "sys", "system", -1), Message("user", "issue", "user", -1)]
     for turn, kind in enumerate(kinds):
@@ -29,7 +32,7 @@ def rollout(instance: str, sample: int, kinds: list[EnvKind], resolved: bool) ->
         models={"student": "tiny"},
         exit_status="submitted" if resolved else "call_limit",
         patch=f"diff for {instance}#{sample}\n",
-        verdict=Verdict(resolved=resolved, error=None if resolved else "tests failed"),
+        verdict=Verdict(resolved=resolved, error=None if resolved else "tests failed", status=status),
     )
 
 
@@ -63,6 +66,8 @@ def test_write_results(tmp_path: Path) -> None:
         "model": "tiny",
         "rollouts": 3,
         "tasks": 2,
+        "graded": 3,
+        "ungraded": {},
         "resolved": 1,
         "resolve_rate": 1 / 3,
         "resolve_rate_ci95": list(wilson_interval(1, 3)),
@@ -73,10 +78,10 @@ def test_write_results(tmp_path: Path) -> None:
     with (tmp_path / "out" / "per_task.csv").open() as handle:
         rows = list(csv.reader(handle))
     assert rows == [
-        ["instance_id", "sample_index", "resolved", "exit_status", "turns", "error"],
-        ["a", "0", "True", "submitted", "2", ""],
-        ["a", "1", "False", "call_limit", "1", "tests failed"],
-        ["b", "0", "False", "call_limit", "1", "tests failed"],
+        ["instance_id", "sample_index", "resolved", "verdict", "exit_status", "turns", "error"],
+        ["a", "0", "True", "graded", "submitted", "2", ""],
+        ["a", "1", "False", "graded", "call_limit", "1", "tests failed"],
+        ["b", "0", "False", "graded", "call_limit", "1", "tests failed"],
     ]
     lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
     predictions = [json.loads(line) for line in lines]
@@ -84,3 +89,21 @@ def test_write_results(tmp_path: Path) -> None:
         {"instance_id": "a", "model_name_or_path": "tiny", "model_patch": "diff for a#0\n"},
         {"instance_id": "b", "model_name_or_path": "tiny", "model_patch": "diff for b#0\n"},
     ]
+
+
+def test_task_errors_are_out_of_the_resolve_rate_and_counted_apart() -> None:
+    trajectories = [
+        rollout("a", 0, ["observation"], True),
+        rollout("b", 0, ["observation"], False),
+        rollout("c", 0, ["observation"], False, status="task_error"),
+        rollout("c", 1, ["observation"], False, status="task_error"),
+    ]
+    report = evaluation_report(trajectories, "tiny")
+    assert (report["rollouts"], report["graded"], report["ungraded"]) == (4, 2, {"task_error": 2})
+    assert report["resolve_rate"] == 1 / 2
+    assert report["resolve_rate_ci95"] == list(wilson_interval(1, 2))
+    only_errors = evaluation_report(trajectories[2:], "tiny")
+    assert (only_errors["graded"], only_errors["resolve_rate"]) == (0, 0.0)
+    [row] = summary_rows(trajectories)
+    assert (row["rollouts"], row["ungraded"], row["resolved"]) == (4, "task_error:2", 1)
+    assert summary_rows(trajectories[:2])[0]["ungraded"] == "-"

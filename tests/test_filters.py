@@ -73,6 +73,17 @@ def test_unresolved_is_rejected() -> None:
     assert apply_filters(no_verdict, DEFAULT) == (False, ["unresolved"])
 
 
+def test_a_task_error_is_never_accepted_and_says_so() -> None:
+    broken = trajectory([bash("ls"), SUBMIT], resolved=False)
+    broken.verdict = Verdict(resolved=False, error="test patch does not apply", status="task_error")
+    assert apply_filters(broken, DEFAULT) == (False, ["task_error"])
+
+
+def test_an_oversized_patch_is_rejected_by_its_exit_status() -> None:
+    traj = trajectory([bash("ls"), SUBMIT], resolved=False, exit_status="patch_too_large")
+    assert apply_filters(traj, DEFAULT) == (False, ["unresolved", "exit_status:patch_too_large"])
+
+
 def test_identical_consecutive_actions_with_normalised_whitespace() -> None:
     twice = trajectory([bash("pytest -q"), bash("pytest  -q\n"), SUBMIT])
     assert apply_filters(twice, DEFAULT) == (True, [])

@@ -89,6 +89,17 @@ def test_call_limit_still_takes_the_patch(task: Task) -> None:
     assert "ledger/__init__.py" in result.patch
 
 
+@pytest.mark.parametrize("ending", ["submit", "call_limit"])
+def test_an_oversized_patch_ends_the_episode_as_patch_too_large(task: Task, ending: str) -> None:
+    """``submit`` and the auto-submission at the episode's end respect the same bound."""
+    big = call("bash", command="head -c 3000 /dev/urandom > dump.bin")
+    replies = [big, call("submit")] if ending == "submit" else [big, call("bash", command="true")]
+    result = episode(task, replies, max_calls=2, max_patch_bytes=2000)
+    assert result.exit_status == "patch_too_large"
+    assert result.patch == ""
+    assert sum(m.role == "assistant" for m in result.messages) == 2
+
+
 def test_invalid_tool_call_is_a_format_error(task: Task) -> None:
     result = episode(task, [call("rm_rf", path="/"), call("submit")])
     assert result.exit_status == "submitted"

@@ -152,9 +152,25 @@ def test_filters(tmp_path):
     assert len(load_tasks("file", path=str(path), limit=2).tasks) == 2
 
 
-def test_missing_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nope\.jsonl"):
-        load_tasks("file", path=str(tmp_path / "nope.jsonl"))
+def test_a_missing_or_unreadable_tasks_file_is_a_config_error_naming_it(tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(ConfigError, match=rf"^tasks\.path: tasks file not found: {re.escape(str(missing))}$"):
+        load_tasks("file", path=str(missing))
+    (tmp_path / "dir.jsonl").mkdir()
+    with pytest.raises(ConfigError, match=r"^tasks\.path: .*dir\.jsonl is not a file$"):
+        load_tasks("file", path=str(tmp_path / "dir.jsonl"))
+    (tmp_path / "rows.parquet").write_text('{"not": "parquet"}\n')
+    with pytest.raises(ConfigError, match=r"^tasks\.path: cannot read .*rows\.parquet as parquet: "):
+        load_tasks("file", path=str(tmp_path / "rows.parquet"))
+
+
+def test_a_line_that_is_not_utf8_is_a_row_error(tmp_path):
+    path = write_jsonl(tmp_path / "rows.jsonl", [row("a__a-1"), row("b__b-2")])
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + b'{"instance_id": "\xff"}\n' + lines[1])
+    result = load_tasks("file", path=str(path))
+    assert [t.instance_id for t in result.tasks] == ["a__a-1", "b__b-2"]
+    assert [(e.row, e.message.split(":")[0]) for e in result.errors] == [(2, "not UTF-8")]
 
 
 def test_embedded_source_without_materialising():
@@ -228,3 +244,10 @@ def test_validate_cli(config_dir, tmp_path, capsys):
     assert "1/1 tasks valid" in out
     assert main(["validate", "tasks=file", "--config-dir", str(config_dir)]) == 2
     assert "tasks.path" in capsys.readouterr().out
+
+
+def test_validate_cli_reports_a_missing_tasks_file_as_a_config_error(config_dir, tmp_path, capsys):
+    missing = tmp_path / "nope.jsonl"
+    assert main(["validate", "tasks=file", f"tasks.path={missing}", "--config-dir", str(config_dir)]) == 2
+    out = "".join(capsys.readouterr().out.split())  # rich wraps long lines, even inside a path
+    assert "".join(f"config error: tasks.path: tasks file not found: {missing}".split()) in out

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from oec.agent.actions import FormatError, ToolCall, parse_action
-from oec.agent.tools import NO_OUTPUT, TOOL_DOCS, TOOLS, InvalidToolCall, ToolBox
+from oec.agent.tools import NO_OUTPUT, TOOL_DOCS, TOOLS, InvalidToolCall, PatchTooLarge, ToolBox
 from oec.env import LocalSandbox, SandboxConfig
 from oec.tasks.gitrepo import apply_patch, commit_all
 
@@ -55,7 +55,7 @@ def test_bash_observations(box):
     assert box.execute(ToolCall("bash", {"command": "true"})).observation == NO_OUTPUT
     failed = box.execute(ToolCall("bash", {"command": "grep -q nothing src/app.py"}))
     assert failed.observation == "Your command did not produce any output and exited with status 1."
-    assert failed.submitted_patch is None
+    assert not failed.submitted
 
 
 def test_bash_timeout_observation(snapshot, tmp_path):
@@ -166,9 +166,8 @@ def test_submit_returns_a_patch_that_applies(box, snapshot, tmp_path):
     )
     edit(box, command="create", path="src/new.py", file_text="NEW = 'é'\n")
     box.execute(ToolCall("bash", {"command": "rm old.txt && printf '\\x00\\x01\\xff' > blob.bin"}))
-    result = box.execute(ToolCall("submit", {}))
-    patch = result.submitted_patch
-    assert patch is not None and result.observation == patch
+    assert box.execute(ToolCall("submit", {})).submitted
+    patch = box.current_patch(max_bytes=1 << 20)
     for name in ("src/app.py", "src/new.py", "old.txt", "blob.bin"):
         assert f"diff --git a/{name} b/{name}" in patch
     assert "GIT binary patch" in patch
@@ -184,12 +183,53 @@ def test_patch_longer_than_the_output_limit_arrives_whole(snapshot, tmp_path):
     config = SandboxConfig(timeout_s=20, max_output_chars=1000, parent_dir=str(tmp_path))
     with LocalSandbox(*snapshot, config) as sandbox:
         box = ToolBox(sandbox, config)
-        assert box.current_patch() == ""
+        assert box.current_patch(max_bytes=1 << 20) == ""
         body = "".join(f"line {i}\n" for i in range(400))
         edit(box, command="create", path="long.txt", file_text=body)
-        patch = box.current_patch()
+        patch = box.current_patch(max_bytes=1 << 20)
     assert len(patch) > 4 * config.max_output_chars
     assert patch.endswith("+line 399\n")
+
+
+def staged(box: ToolBox) -> str:
+    return box.sandbox.run("git diff --cached --name-only").output
+
+
+def test_new_files_over_the_bound_are_refused_before_git_add(box):
+    """A new file bigger than the bound is never staged (``git add`` would hash all of it), whether
+    it is untracked or the agent staged it, and gained bytes of tracked files count too."""
+    box.sandbox.run("head -c 600 /dev/zero > big.bin")
+    with pytest.raises(PatchTooLarge, match="the working copy adds 600 bytes, over the limit of 500"):
+        box.current_patch(max_bytes=500)
+    assert staged(box) == "", "nothing was staged"
+    box.sandbox.run("git add big.bin && head -c 300 /dev/zero > more.bin")
+    with pytest.raises(PatchTooLarge, match="adds 900 bytes"):
+        box.current_patch(max_bytes=500)
+    box.sandbox.run("rm big.bin more.bin && git reset -q && head -c 600 /dev/zero >> src/app.py")
+    with pytest.raises(PatchTooLarge, match="adds 600 bytes"):
+        box.current_patch(max_bytes=500)
+
+
+def test_a_diff_over_the_bound_is_refused_before_it_is_read_back(box):
+    # The same size rewritten: nothing is added, but the diff holds every old and new line.
+    edit(
+        box,
+        command="str_replace",
+        path="src/app.py",
+        old_str="add(a, b):\n    return a - b",
+        new_str="add(a, b):\n    return a + b",
+    )
+    patch = box.current_patch(max_bytes=1 << 20)
+    assert 100 < len(patch) < 1000
+    with pytest.raises(PatchTooLarge, match=rf"the patch has {len(patch)} bytes, over the limit of 100\b"):
+        box.current_patch(max_bytes=100)
+    assert box.current_patch(max_bytes=len(patch)) == patch, "a patch of exactly the bound is kept"
+
+
+def test_ignored_files_count_for_nothing(box):
+    box.sandbox.run("echo big.bin > .gitignore && head -c 5000 /dev/zero > big.bin")
+    patch = box.current_patch(max_bytes=1000)
+    assert "diff --git a/.gitignore b/.gitignore" in patch and "b/big.bin" not in patch
 
 
 def test_invalid_tool_calls_are_format_errors(box):

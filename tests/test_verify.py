@@ -19,7 +19,7 @@ from swebench.harness.constants import APPLY_PATCH_FAIL, END_TEST_OUTPUT, START_
 from oec.env import SandboxConfig, make_sandbox
 from oec.env.base import ExecResult, Sandbox
 from oec.tasks.gitrepo import clone, commit_all, diff, git, git_env
-from oec.types import Task
+from oec.types import SchemaError, Task, Verdict
 from oec.verify.__main__ import main as verify_main
 from oec.verify.grade import (
     MISSING,
@@ -337,17 +337,29 @@ def test_patch_that_does_not_apply(project: tuple[Path, Task], tmp_path: Path) -
     verdict = verify(task, bad, factory(project, tmp_path))
     assert not verdict.resolved
     assert verdict.error.startswith("model patch does not apply for demo__calc-1")
+    assert verdict.status == "graded", "a model patch that does not apply is the agent's failure"
 
 
-def test_test_patch_that_does_not_apply_names_the_task(project: tuple[Path, Task], tmp_path: Path) -> None:
+def test_test_patch_that_does_not_apply_is_a_task_error(project: tuple[Path, Task], tmp_path: Path) -> None:
     _, task = project
     stale = task.test_patch.replace(" def test_mul_params(a, b):", " def nope(a, b):")  # context not in repo
     broken = Task.from_dict({**task.to_dict(), "test_patch": stale})
     verdict = verify(broken, task.patch, factory(project, tmp_path))
     assert not verdict.resolved
+    assert verdict.status == "task_error"
     assert verdict.error.startswith("test patch does not apply for demo__calc-1")
     # the next task goes on as usual
     assert verify(task, task.patch, factory(project, tmp_path / "next")).resolved
+
+
+def test_an_empty_test_patch_is_not_applied(project: tuple[Path, Task], tmp_path: Path) -> None:
+    """SWE-smith rows have no test patch: their tests are already in the repository."""
+    _, task = project
+    in_repo = Task.from_dict(
+        {**task.to_dict(), "test_patch": "", "FAIL_TO_PASS": P2P[:1], "PASS_TO_PASS": P2P[1:]}
+    )
+    verdict = verify(in_repo, task.patch, factory(project, tmp_path))
+    assert verdict.resolved and verdict.status == "graded", verdict.log
 
 
 def test_missing_test_id_falls_back_to_test_files(project: tuple[Path, Task], tmp_path: Path) -> None:
@@ -404,3 +416,14 @@ def test_with_the_local_sandbox(project: tuple[Path, Task], tmp_path: Path) -> N
     assert verdict.error is None, verdict.log
     assert verdict.resolved
     assert not verify(local, "", sandbox, 120, test_command=command).resolved
+
+
+def test_verdict_status_round_trips_and_older_records_are_graded() -> None:
+    error = Verdict(resolved=False, error="test patch does not apply", status="task_error")
+    assert Verdict.from_dict(error.to_dict()) == error
+    older = {"resolved": True, "tests_status": {}, "error": None, "log": None}  # schema 1 and 2
+    assert Verdict.from_dict(older).status == "graded"
+    with pytest.raises(SchemaError, match="cannot be resolved"):
+        Verdict(resolved=True, status="task_error")
+    with pytest.raises(SchemaError, match="field 'status' must be one of"):
+        Verdict.from_dict({**older, "status": "flaky"})

@@ -4,15 +4,17 @@ The loop is deliberately small and knows nothing about OEC: a ``SwitchingPolicy`
 speaks, and every reply carries its author. An episode ends by an :class:`EpisodeEnd` carrying its
 exit status: ``submitted``, ``call_limit`` (per author, like the reference's per-model limit),
 ``context_limit``, ``format_errors`` (too many consecutive unparseable or invalid calls) or
-``wall_time``. Every environment message records its kind (``observation``, ``format_error`` for a
+``wall_time``, or ``patch_too_large`` when the submission exceeds ``max_patch_bytes``. Every
+environment message records its kind (``observation``, ``format_error`` for a
 reply that does not parse as one call, ``invalid_call`` for a call the toolbox rejects), so nothing
-downstream re-derives from the text whether a call was malformed. When the episode ends without a
-submission the working copy's diff is still taken, as SWE-agent's auto-submission does, so
-evaluation can grade it.
+downstream re-derives from the text whether a call was malformed. The patch is taken in one place,
+when the episode ends, whatever ended it: after ``submit``, and otherwise as SWE-agent's
+auto-submission does, so evaluation can grade it. Both respect the same size bound.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,10 +22,12 @@ from typing import Annotated
 
 from oec.agent.actions import FormatError, parse_action
 from oec.agent.prompts import Prompts, format_error, observation
-from oec.agent.tools import TOOL_DOCS, InvalidToolCall, ToolBox
+from oec.agent.tools import TOOL_DOCS, InvalidToolCall, PatchTooLarge, ToolBox
 from oec.config import Above, AtLeast
 from oec.policies.base import ContextLimitExceeded, Policy
 from oec.types import EnvKind, ExitStatus, Message, Task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,13 @@ class AgentLimits:
     """This many malformed calls in a row end the episode with ``format_errors``."""
     wall_time_s: Annotated[float, Above(0)] = 3600.0
     """Whole-episode budget, checked between model calls."""
+    max_patch_bytes: Annotated[int, AtLeast(1)] = 1 << 20
+    """Largest submission (1 MiB); a bigger one ends the episode with ``patch_too_large`` and an
+    empty patch. SWE-bench gold patches are a few KB (about 30 changed lines on average; the largest
+    edits a few thousand lines, a few hundred KB), so 1 MiB keeps every plausible fix while a stray
+    build artefact, dataset or core dump is refused in the sandbox before it is hashed, read back
+    and stored (a 20 MB random file made a 25.8 M-character patch in 26 s; a 4 GiB one took 49 s and
+    4 GB of memory)."""
 
 
 @dataclass
@@ -48,10 +59,9 @@ class Episode:
 
 
 class EpisodeEnd(Exception):
-    def __init__(self, status: ExitStatus, patch: str | None = None) -> None:
+    def __init__(self, status: ExitStatus) -> None:
         super().__init__(status)
         self.status = status
-        self.patch = patch
 
 
 def run_episode(
@@ -99,12 +109,17 @@ def run_episode(
                     raise EpisodeEnd("format_errors") from exc
             else:
                 consecutive_errors = 0
-                if result.submitted_patch is not None:
-                    raise EpisodeEnd("submitted", result.submitted_patch)
+                if result.submitted:
+                    raise EpisodeEnd("submitted")
                 messages.append(Message("user", observation(result.observation), "env", turn, "observation"))
             if calls[reply.author] >= limits.max_calls:
                 raise EpisodeEnd("call_limit")
             turn += 1
     except EpisodeEnd as end:
-        patch = end.patch if end.patch is not None else tools.current_patch()
-        return Episode(messages, end.status, patch, dict(tokens), time.monotonic() - start)
+        status: ExitStatus = end.status
+    try:
+        patch = tools.current_patch(limits.max_patch_bytes)
+    except PatchTooLarge as exc:
+        log.warning("%s: %s (episode ended as %s); the patch is dropped", task.instance_id, exc, status)
+        status, patch = "patch_too_large", ""
+    return Episode(messages, status, patch, dict(tokens), time.monotonic() - start)

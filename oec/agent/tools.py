@@ -6,9 +6,12 @@ through ``Sandbox.run``: the editor script (:mod:`oec.agent.editor`) is copied i
 called with its arguments as JSON on stdin, so the tools work unchanged in any runtime and no
 argument is ever interpolated into a shell command.
 
-``submit`` stages everything (``git add -A``) and returns ``git diff --cached --binary`` against
-the base commit: new, modified, deleted and binary files alike. Nothing is excluded, except what
-the repository's own ``.gitignore`` hides from ``git add``.
+``submit`` ends the episode; the loop then takes :meth:`ToolBox.current_patch`: everything staged
+(``git add -A``) and diffed with ``git diff --cached --binary`` against the base commit: new,
+modified, deleted and binary files alike. Nothing is excluded, except what the repository's own
+``.gitignore`` hides from ``git add``. A patch has a size bound, checked in the sandbox before anything
+large is built or read back: first the bytes the working copy adds (:mod:`oec.agent.added_bytes`, one
+``stat`` per changed path), then the size of the diff file; over the bound, :class:`PatchTooLarge`.
 """
 
 from __future__ import annotations
@@ -23,8 +26,20 @@ from oec.env import ExecResult, Sandbox, SandboxConfig, SandboxError
 from oec.env.files import read_file
 
 EDITOR_SCRIPT = "str_replace_editor.py"
+ADDED_BYTES_SCRIPT = resources.files("oec.agent").joinpath("added_bytes.py").read_text(encoding="utf-8")
 PATCH_FILE = "submission.patch"
 NO_OUTPUT = "Your command ran successfully and did not produce any output."
+
+
+class PatchTooLarge(Exception):
+    """The submission exceeds the size bound; the episode ends with ``patch_too_large``."""
+
+    def __init__(self, size: int, max_bytes: int, what: str) -> None:
+        super().__init__(
+            f"{what} {size:,} bytes, over the limit of {max_bytes:,} (agent.limits.max_patch_bytes)"
+        )
+        self.size = size
+        self.max_bytes = max_bytes
 
 
 class InvalidToolCall(FormatError):
@@ -146,8 +161,8 @@ TOOL_DOCS = _render_docs()
 @dataclass(frozen=True)
 class ToolResult:
     observation: str
-    submitted_patch: str | None = None
-    """Set by ``submit`` only: the episode ends with this patch."""
+    submitted: bool = False
+    """Set by ``submit`` only: the episode ends, with :meth:`ToolBox.current_patch` as its patch."""
 
 
 def validate(call: ToolCall) -> Tool:
@@ -224,8 +239,7 @@ class ToolBox:
                 stdin=json.dumps(arguments),
             )
             return ToolResult(self._observe(result))
-        patch = self.current_patch()
-        return ToolResult(observation=patch or "The submitted patch is empty.", submitted_patch=patch)
+        return ToolResult(observation="Submitted.", submitted=True)
 
     def _observe(self, result: ExecResult) -> str:
         if result.timed_out:
@@ -240,20 +254,42 @@ class ToolBox:
             return NO_OUTPUT
         return f"Your command did not produce any output and exited with status {result.exit_code}."
 
-    def current_patch(self) -> str:
-        """The diff of the working copy (staged with ``git add -A``) against the base commit."""
-        patch_file = f"{self.sandbox.tool_dir}/{PATCH_FILE}"
+    def current_patch(self, max_bytes: int) -> str:
+        """The diff of the working copy (staged with ``git add -A``) against the base commit.
+
+        Raises :class:`PatchTooLarge` when the working copy adds more than ``max_bytes`` (measured
+        before ``git add -A``, which would hash and compress every new byte; see
+        :mod:`oec.agent.added_bytes`) or when the diff is longer than ``max_bytes`` (measured before
+        it is read back).
+        """
+        base = shlex.quote(self.sandbox.base_commit)
         result = self.sandbox.run(
-            f"git add -A && git diff --cached --binary {shlex.quote(self.sandbox.base_commit)} "
-            f"> {shlex.quote(patch_file)}",
+            shlex.join([*self._python, "-", self.sandbox.base_commit]),
+            timeout=self.timeout_s,
+            stdin=ADDED_BYTES_SCRIPT,
+        )
+        added = self._size(result, "measure what the working copy adds to")
+        if added > max_bytes:
+            raise PatchTooLarge(added, max_bytes, "the working copy adds")
+        patch_file = f"{self.sandbox.tool_dir}/{PATCH_FILE}"
+        quoted = shlex.quote(patch_file)
+        result = self.sandbox.run(
+            f"git add -A && git diff --cached --binary {base} > {quoted} && wc -c < {quoted}",
             timeout=self.timeout_s,
         )
-        if result.exit_code != 0:
-            raise SandboxError(
-                f"cannot compute the patch against {self.sandbox.base_commit}: {result.output.strip()}"
-            )
+        size = self._size(result, "compute the patch against")
+        if size > max_bytes:
+            raise PatchTooLarge(size, max_bytes, "the patch has")
         # Never cut (max_bytes=None): a patch missing its head would not apply. Bytes that are not
         # UTF-8 are replaced: a trajectory's patch is text.
         return read_file(
             self.sandbox, patch_file, max_bytes=None, timeout=self.timeout_s, chunk_bytes=self._chunk_bytes
         )
+
+    def _size(self, result: ExecResult, doing: str) -> int:
+        """The byte count a measuring command printed last, or SandboxError saying what failed."""
+        lines = result.output.strip().splitlines()
+        if result.exit_code != 0 or not lines or not lines[-1].strip().isdigit():
+            why = result.output.strip()[-2000:] or f"exit code {result.exit_code}"
+            raise SandboxError(f"cannot {doing} {self.sandbox.base_commit}: {why}")
+        return int(lines[-1])

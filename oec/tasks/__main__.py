@@ -49,13 +49,12 @@ def _table(results: list[ValidationResult]) -> Table:
 
 
 def validate(overrides: list[str], workers: int, config_dir: Path, console: Console) -> int:
+    start = time.perf_counter()
     try:
-        config = compose_tasks_config(overrides, config_dir)
+        loaded = load_from_config(compose_tasks_config(overrides, config_dir))
     except (HydraException, OmegaConfBaseException, ConfigError) as exc:
         console.print(f"[red]config error:[/red] {escape(str(exc))}")
         return 2
-    start = time.perf_counter()
-    loaded = load_from_config(config)
     for error in loaded.errors:
         console.print(f"[red]load error:[/red] {escape(str(error))}")
     with console.status(f"validating {len(loaded.tasks)} tasks on {workers} workers"):

@@ -1,8 +1,10 @@
 """Load tasks: the embedded set, or SWE-bench / SWE-Gym / SWE-smith rows from JSONL or parquet files.
 
 Every source yields :class:`oec.types.Task`. Loading is tolerant per row and strict per field: a
-malformed row (invalid JSON, a missing or mistyped field, a duplicate id) is reported in
-``LoadResult.errors`` with its row number and instance id and skipped, and the other rows load.
+malformed row (invalid JSON or UTF-8, a missing or mistyped field, a duplicate id) is reported in
+``LoadResult.errors`` with its row number and instance id and skipped, and the other rows load. A
+tasks file that is missing or cannot be read at all is a :class:`oec.config.ConfigError` naming the
+file and its key (``tasks.path: ...``), which entry points report as a config error.
 
 Row mapping. SWE-bench and SWE-Gym rows carry every Task field (FAIL_TO_PASS / PASS_TO_PASS may be
 JSON-encoded strings, as on the hub); their other columns (``hints_text``, ``created_at``,
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oec.config import parse
+from oec.config import ConfigError, parse
 from oec.tasks.config import EmbeddedTasks, FileTasks, TasksConfig
 from oec.tasks.embedded import TASKS_FILE, MaterializeError, materialize
 from oec.types import SchemaError, Task
@@ -104,25 +106,37 @@ def _read_rows(path: Path, file_format: str) -> Iterator[tuple[int, Any]]:
 
         yield from enumerate(pq.read_table(path).to_pylist(), start=1)
         return
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield number, RowError(number, None, f"not UTF-8: {exc}")
             except json.JSONDecodeError as exc:
                 yield number, RowError(number, None, f"invalid JSON: {exc}")
 
 
-def _parse(
-    path: Path, file_format: str, default_split: str | None, repos_dir: str | None
-) -> tuple[list[tuple[int, Task]], list[RowError]]:
+def _read_file(path: Path, file_format: str, key: str) -> list[tuple[int, Any]]:
+    """Every row of ``path``; ConfigError naming ``key`` and the file when it cannot be read at all."""
+    if not path.exists():
+        raise ConfigError(f"{key}: tasks file not found: {path}")
     if not path.is_file():
-        raise FileNotFoundError(f"tasks file not found: {path}")
+        raise ConfigError(f"{key}: {path} is not a file")
+    try:
+        return list(_read_rows(path, file_format))
+    except (OSError, ValueError) as exc:  # unreadable, or not parquet (pyarrow's ArrowInvalid)
+        raise ConfigError(f"{key}: cannot read {path} as {file_format}: {exc}") from exc
+
+
+def _parse(
+    path: Path, file_format: str, key: str, default_split: str | None, repos_dir: str | None
+) -> tuple[list[tuple[int, Task]], list[RowError]]:
     tasks: list[tuple[int, Task]] = []
     errors: list[RowError] = []
     seen: set[str] = set()
-    for number, row in _read_rows(path, file_format):
+    for number, row in _read_file(path, file_format, key):
         if isinstance(row, RowError):
             errors.append(row)
             continue
@@ -150,17 +164,14 @@ def load_tasks(source: str, **fields: Any) -> LoadResult:
 
 
 def load_from_config(config: TasksConfig, *, materialize_snapshots: bool = True) -> LoadResult:
-    """:func:`load_tasks` for an already validated :class:`TasksConfig`."""
+    """:func:`load_tasks` for an already validated :class:`TasksConfig`; raises ConfigError when the
+    tasks file is missing or unreadable."""
     if isinstance(config, FileTasks):
-        file, file_format, default_split, repos_dir = (
-            Path(config.path),
-            config.file_format,
-            config.split,
-            config.repos_dir,
-        )
+        file, file_format, key = Path(config.path), config.file_format, "tasks.path"
+        default_split, repos_dir = config.split, config.repos_dir
     else:
-        file, file_format, default_split, repos_dir = TASKS_FILE, "jsonl", None, None
-    numbered, errors = _parse(file, file_format, default_split, repos_dir)
+        file, file_format, key, default_split, repos_dir = TASKS_FILE, "jsonl", "tasks", None, None
+    numbered, errors = _parse(file, file_format, key, default_split, repos_dir)
 
     if config.instance_ids is not None:
         wanted = set(config.instance_ids)

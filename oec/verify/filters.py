@@ -6,8 +6,10 @@ that loop or repeat actions but does not publish the rule, so the repetition fil
 thresholds as knobs (``filter.repetition``); turning it off is the "without the repetition filter"
 ablation. Rejected trajectories are still stored, with their reasons, so ablations can use them.
 
-Reason names: ``unresolved``, ``repetition:identical_consecutive``, ``repetition:ngram``,
-``repetition:identical_observations``, ``format_errors`` and ``exit_status:<status>``.
+Reason names: ``unresolved``, ``task_error`` (or another verdict status that is not ``graded``:
+the tests could not judge the patch, see :data:`oec.types.VerdictStatus`),
+``repetition:identical_consecutive``, ``repetition:ngram``, ``repetition:identical_observations``,
+``format_errors`` and ``exit_status:<status>``.
 
 A turn counts as a format error when its call was malformed, as the loop recorded it
 (:func:`oec.types.malformed_turns`: a reply that does not parse, or a call the toolbox rejected).
@@ -122,6 +124,10 @@ class ExitStatusFilter:
 
 
 def resolved_filter(trajectory: Trajectory) -> list[str]:
+    """The verified reward: ``unresolved``, or the verdict's status when the tests could not judge
+    the patch (``task_error``), so a broken task never passes for a failure of the agent."""
+    if trajectory.verdict is not None and trajectory.ungraded:
+        return [trajectory.verdict.status]
     return [] if trajectory.resolved else ["unresolved"]
 
 
@@ -137,6 +143,6 @@ def build_filters(config: FilterConfig) -> list[Filter]:
 
 
 def apply_filters(trajectory: Trajectory, config: FilterConfig) -> tuple[bool, list[str]]:
-    """(accepted, reasons): accepted iff resolved and no filter names a reason."""
+    """(accepted, reasons): accepted iff resolved (hence graded) and no filter names a reason."""
     reasons = [reason for check in build_filters(config) for reason in check(trajectory)]
     return not reasons, reasons

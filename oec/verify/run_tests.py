@@ -13,8 +13,12 @@ lists clear of command-length limits. Pytest's output goes to a file that is rea
 :func:`oec.env.files.read_file`, so a sandbox that truncates command output cannot cut off pytest's
 summary.
 
-A patch that does not apply, a test patch that does not apply and a timeout give an unresolved
-verdict with an ``error`` naming the task; failures of the sandbox itself propagate to the caller.
+A model patch that does not apply and a timeout give a graded, unresolved verdict with an
+``error`` naming the task: the agent failed. A test patch that does not apply gives a ``task_error``
+verdict: the task cannot be verified whatever the agent did (the files it touches were restored to
+the base commit first), so it is kept out of resolve rates and never accepted. An empty test patch
+(SWE-smith rows: the tests live in the repository) is not applied. Failures of the sandbox itself
+propagate to the caller.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from swebench.harness.run_evaluation import GIT_APPLY_CMDS
 
 from oec.env.base import Sandbox
 from oec.env.files import read_file
-from oec.types import Task, Verdict
+from oec.types import Task, Verdict, VerdictStatus
 from oec.verify.grade import DEFAULT_PARSER, grade_log, truncate_log
 
 DEFAULT_TEST_COMMAND = "python -m pytest -rA -p no:cacheprovider --color=no --tb=short"
@@ -40,6 +44,10 @@ SandboxFactory = Callable[[], Sandbox]
 
 class _Unverifiable(Exception):
     """A step before the tests failed; the message becomes the verdict's error."""
+
+    def __init__(self, message: str, status: VerdictStatus = "graded") -> None:
+        super().__init__(message)
+        self.status: VerdictStatus = status
 
 
 def _write(sandbox: Sandbox, path: str, text: str, timeout: float) -> None:
@@ -78,7 +86,8 @@ def _apply_test_patch(sandbox: Sandbox, task: Task, path: str, timeout: float) -
     result = sandbox.run(f"git apply --verbose {shlex.quote(path)}", timeout=timeout)
     if result.exit_code != 0:
         raise _Unverifiable(
-            f"test patch does not apply for {task.instance_id}: {truncate_log(result.output.strip(), 2_000)}"
+            f"test patch does not apply for {task.instance_id}: {truncate_log(result.output.strip(), 2_000)}",
+            status="task_error",
         )
     return f"{APPLY_PATCH_PASS} (test patch)\n{result.output}"
 
@@ -126,10 +135,12 @@ def verify(
             if patch.strip():
                 _write(sandbox, model_patch, _as_patch_text(patch), apply_timeout_s)
                 header.append(_apply_model_patch(sandbox, task, model_patch, apply_timeout_s))
-            _write(sandbox, test_patch, _as_patch_text(task.test_patch), apply_timeout_s)
-            header.append(_apply_test_patch(sandbox, task, test_patch, apply_timeout_s))
+            if task.test_patch.strip():
+                _write(sandbox, test_patch, _as_patch_text(task.test_patch), apply_timeout_s)
+                header.append(_apply_test_patch(sandbox, task, test_patch, apply_timeout_s))
         except _Unverifiable as exc:
-            return Verdict(resolved=False, error=str(exc), log="\n".join([*header, str(exc)]))
+            log = "\n".join([*header, str(exc)])
+            return Verdict(resolved=False, error=str(exc), log=log, status=exc.status)
         exit_code, timed_out = _run_tests(sandbox, tests, test_command, log_path, timeout_s)
         if exit_code == _PYTEST_USAGE_ERROR and not timed_out:
             # Some listed id does not exist (e.g. a test the patch deleted): run whole files instead,
