@@ -9,11 +9,11 @@ nothing, and its SIGUSR1 handler saves from inside the signal handler, in the mi
 While the training loop runs, :class:`StopOnSignal` replaces the handlers of :data:`STOP_SIGNALS`; its
 handler only records the signal. At the end of every optimiser step the ranks agree (one all-reduce of a
 flag) whether any of them got one; if so, all ranks save ``checkpoints/interrupted.ckpt`` together (a full
-checkpoint at a step boundary: weights, optimiser, scheduler, loop progress) and raise
-:class:`TrainingStopped`, an exit with status 128 + the signal (143 for SIGTERM). Its
-:meth:`TrainingStopped.hand_over` then runs the handler that was installed before training, so that
-submitit still requeues the job. The requeued job (``SLURM_RESTART_COUNT`` > 0, see :func:`requeued`)
-resumes from the newest checkpoint without ``train.resume=true``.
+checkpoint at a step boundary: weights, optimiser, scheduler, loop progress, data position) and, once
+Lightning has logged that step, raise :class:`TrainingStopped`, an exit with status 128 + the signal
+(143 for SIGTERM). Its :meth:`TrainingStopped.hand_over` then runs the handler that was installed
+before training, so that submitit still requeues the job. The requeued job (``SLURM_RESTART_COUNT``
+> 0, see :func:`requeued`) resumes from the newest checkpoint without ``train.resume=true``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class StopOnSignal(L.Callback):
         self._received: int | None = None
         self._handlers_before: dict[int, Handler] = {}
         self._step_at_batch_start = 0
+        self._stopped: TrainingStopped | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # Lightning installs its own handlers after this hook and restores these at teardown.
@@ -69,6 +70,7 @@ class StopOnSignal(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._received = None
+        self._stopped = None
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
                 signal.signal(signum, self._record)
@@ -79,7 +81,23 @@ class StopOnSignal(L.Callback):
             log.warning("received %s: stopping after the current optimiser step", signal.Signals(signum).name)
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._raise_if_stopped()
         self._step_at_batch_start = trainer.global_step
+
+    # The stop is raised at the first hook after the saved step that would start more work (the next
+    # batch, a validation, the epoch's end), so that Lightning logs the saved step's metrics first.
+    def on_validation_start(self, *args: Any) -> None:
+        self._raise_if_stopped()
+
+    def on_train_epoch_end(self, *args: Any) -> None:
+        self._raise_if_stopped()
+
+    def on_train_end(self, *args: Any) -> None:
+        self._raise_if_stopped()
+
+    def _raise_if_stopped(self) -> None:
+        if self._stopped is not None:
+            raise self._stopped
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step == self._step_at_batch_start:
@@ -90,8 +108,11 @@ class StopOnSignal(L.Callback):
         if trainer.is_global_zero:
             log.warning("saved %s at step %d; stopping", self.checkpoint, trainer.global_step)
         if self._received is None:  # another rank got the signal: exit as for SIGTERM, hand over nothing
-            raise TrainingStopped(signal.SIGTERM, self.checkpoint, None)
-        raise TrainingStopped(self._received, self.checkpoint, self._handlers_before.get(self._received))
+            self._stopped = TrainingStopped(signal.SIGTERM, self.checkpoint, None)
+        else:
+            self._stopped = TrainingStopped(
+                self._received, self.checkpoint, self._handlers_before.get(self._received)
+            )
 
 
 def requeued() -> int:
