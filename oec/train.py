@@ -4,8 +4,9 @@ Hydra composes the model scale (``model``), the data mix and its loss mask (``da
 hardware and strategy (``trainer``), the optimiser (``optim``) and the loggers (``logger``); every
 section is validated into a typed config before a model or a store is touched. A sweep is
 ``python -m oec.train -m +exp=NAME seed=0,1,2``; ``hydra/launcher=slurm`` sends it to SLURM. Resume
-an interrupted run with ``hydra.run.dir=<its directory> train.resume=true``. What a run writes is
-described in :mod:`oec.sft.run`.
+an interrupted run with ``hydra.run.dir=<its directory> train.resume=true``; SIGTERM saves a checkpoint
+at the end of the current step and exits with 143, and a requeued SLURM job resumes by itself
+(:mod:`oec.sft.preemption`). What a run writes is described in :mod:`oec.sft.run`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Train batches follow the global batch plan (:mod:`oec.data.plan`) with this trai
 rank and ``accumulate_grad_batches``, reshuffled every epoch; validation batches follow the same
 plan unshuffled with one micro-batch per step. Batch keys are documented in :mod:`oec.data.collate`.
 Build the trainer with ``use_distributed_sampler=False``: the plan already splits data across ranks.
+A checkpoint records where training is in the epoch's plan (:meth:`SFTDataModule.state_dict`), so a
+run resumed from a mid-epoch checkpoint continues the plan where it stopped.
 """
 
 from __future__ import annotations
@@ -52,6 +54,28 @@ class SFTDataModule(L.LightningDataModule):
         self._rank = rank
         self._accumulate = accumulate_grad_batches
         self.mix: Mix | None = None
+        self._train_sampler: StepBatchSampler | None = None
+        self._resume_at: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        """The epoch and how many of its train micro-batches the loop has finished, read from the trainer
+        (the loader itself is read ahead by prefetching). Lightning's own loader-state hook is no use
+        here: the optimiser's schedule sizes itself from the train loader before the checkpoint's loop
+        state is restored, and Lightning then keeps that loader without handing it its saved state."""
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self.trainer.current_epoch, "finished": progress.processed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (state["epoch"], state["finished"])
+        self._apply_resume()
+
+    def _apply_resume(self) -> None:
+        # The checkpoint may be restored before the train loader is built or after (DeepSpeed).
+        if self._resume_at is not None and self._train_sampler is not None:
+            self._train_sampler.resume(*self._resume_at)
+            self._resume_at = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.mix is None:
@@ -95,7 +119,10 @@ class SFTDataModule(L.LightningDataModule):
         return self.mix
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._mix().train, accumulate=self._layout[2], shuffle=True)
+        loader = self._loader(self._mix().train, accumulate=self._layout[2], shuffle=True)
+        self._train_sampler = loader.batch_sampler
+        self._apply_resume()
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         val = self._mix().val

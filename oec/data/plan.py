@@ -15,6 +15,7 @@ or the count. Every example is trained on exactly once per epoch.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
@@ -121,9 +122,20 @@ class StepBatchSampler(Sampler[list[PlanItem]]):
         self.micro_batch_size = micro_batch_size
         self.accumulate_grad_batches = accumulate_grad_batches
         self.sampler = EpochOrder(len(self.supervised_tokens), seed, epoch, shuffle)
+        self.skip = 0
+        """Micro-batches at the start of the current epoch's plan that the next iteration leaves out."""
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.sampler.epoch:
+            self.skip = 0
         self.sampler.set_epoch(epoch)
+
+    def resume(self, epoch: int, done: int) -> None:
+        """Continue ``epoch`` after the first ``done`` micro-batches of its plan (a mid-epoch checkpoint);
+        the next iteration yields the rest, later ones whole epochs. ``done`` of 0 or of the whole epoch
+        leaves nothing out."""
+        self.sampler.set_epoch(epoch)
+        self.skip = done if 0 < done < len(self) else 0
 
     def plan(self) -> list[list[list[list[PlanItem]]]]:
         return plan_epoch(
@@ -137,8 +149,9 @@ class StepBatchSampler(Sampler[list[PlanItem]]):
         )
 
     def __iter__(self) -> Iterator[list[PlanItem]]:
-        for step in self.plan():
-            yield from step[self.rank]
+        skip, self.skip = self.skip, 0
+        micro_batches = (micro_batch for step in self.plan() for micro_batch in step[self.rank])
+        yield from itertools.islice(micro_batches, skip, None)
 
     def __len__(self) -> int:
         per_step = self.world_size * self.accumulate_grad_batches * self.micro_batch_size

@@ -80,7 +80,8 @@ class TrainConfig:
     run_dir: str
     """checkpoints/, metrics.jsonl, wandb/ and the exported model/ go here."""
     resume: bool = False
-    """Continue from the newest checkpoint in ``run_dir`` when there is one."""
+    """Continue from the newest checkpoint in ``run_dir`` when there is one; a job that SLURM requeued
+    (``SLURM_RESTART_COUNT`` > 0) does so whatever this says."""
     export: bool = True
     """Write ``<run_dir>/model`` (Hugging Face format) when training ends."""
 

@@ -3,13 +3,17 @@
 Layout of ``run_dir``::
 
     checkpoints/last.ckpt, checkpoints/step*.ckpt   Lightning checkpoints (train.resume=true continues
-    hpc_ckpt_*.ckpt                                  from the newest; SLURM pre-emption writes hpc_ckpt)
+    checkpoints/interrupted.ckpt                     from the newest); interrupted.ckpt: saved when a
+    hpc_ckpt_*.ckpt                                  signal stopped training, hpc_ckpt: Lightning's own
     metrics.jsonl                                    data/*, train/* and val/* records, one per line
     wandb/                                           the W&B run (offline unless logger.wandb.mode)
     model/                                           the exported model; present only when complete
 
 The export (see :mod:`oec.sft.export`) is the last thing a run writes; a resumed run whose export is
-already complete does nothing.
+already complete does nothing. SIGTERM (or submitit's SIGUSR2, or Lightning's SIGUSR1) during training
+saves ``interrupted.ckpt`` at the end of the current optimiser step on every rank and exits with 128 +
+the signal (143 for SIGTERM) without exporting; a job that SLURM requeued resumes on its own
+(:mod:`oec.sft.preemption`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from oec.sft.config import TrainConfig, TrainerConfig, check_environment
 from oec.sft.export import MANIFEST, export_pretrained, is_complete_export, load_checkpoint_weights
 from oec.sft.loggers import LoggerConfig, build_loggers
 from oec.sft.module import OptimConfig, SFTModule
+from oec.sft.preemption import TrainingStopped, requeued
 from oec.sft.trainer import CHECKPOINTS, build_trainer, latest_checkpoint
 from oec.sft.vocab import UsedVocab
 from oec.student import StudentModel
@@ -73,10 +78,16 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
     check_environment(settings.model, settings.trainer)
     run_dir = Path(settings.train.run_dir)
     export_dir = run_dir / EXPORT_DIR
-    if settings.train.resume and is_complete_export(export_dir):
+    resume = settings.train.resume
+    if not resume and requeued():
+        # The requeued job reruns the same command in the same run directory, without a human to add
+        # train.resume=true.
+        log.info("SLURM requeued this job (SLURM_RESTART_COUNT=%d): resuming", requeued())
+        resume = True
+    if resume and is_complete_export(export_dir):
         log.info("%s is complete (%s present): nothing to resume", export_dir, MANIFEST)
         return export_dir
-    if not settings.train.resume and (latest_checkpoint(run_dir) is not None or export_dir.exists()):
+    if not resume and (latest_checkpoint(run_dir) is not None or export_dir.exists()):
         raise ConfigError(
             f"train.run_dir: {run_dir} already holds a training run; continue it with train.resume=true "
             "or train into another directory"
@@ -114,8 +125,8 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
     for logger in loggers:
         logger.log_metrics(data.mix.summary.metrics(), step=0)
     trainer = build_trainer(settings.trainer, model_cfg, run_dir, loggers)
-    resume_from = latest_checkpoint(run_dir) if settings.train.resume else None
-    if settings.train.resume:
+    resume_from = latest_checkpoint(run_dir) if resume else None
+    if resume:
         log.info("resuming from %s", resume_from or f"nothing (no checkpoint in {run_dir} yet)")
     if resume_from is not None and settings.trainer.max_steps > 0:
         # Lightning 2.6 restarts step-budgeted runs inside the epoch they saved at; from an end-of-epoch
@@ -123,7 +134,11 @@ def run_training(settings: RunSettings, config: dict[str, Any] | None = None) ->
         log.warning(
             "resuming with trainer.max_steps=%d: an epoch may be counted twice", settings.trainer.max_steps
         )
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from and str(resume_from))
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from and str(resume_from))
+    except TrainingStopped as stopped:
+        stopped.hand_over()
+        raise
     if not settings.train.export:
         return None
 

@@ -5,8 +5,8 @@ Strategies: ``auto`` (one device), ``ddp`` (gloo on CPU processes, NCCL on GPUs)
 from ``GradientCheckpointingLayer``, so one policy fits Qwen2 and any other architecture) and
 ``deepspeed`` (ZeRO-3 by default). Activation checkpointing is the model's own
 (``model.gradient_checkpointing``), whatever the strategy. Checkpoints go to
-``<run_dir>/checkpoints`` with ``last.ckpt`` always kept; :func:`latest_checkpoint` finds where to
-resume.
+``<run_dir>/checkpoints`` with ``last.ckpt`` always kept, and ``interrupted.ckpt`` when a signal
+stopped training (:mod:`oec.sft.preemption`); :func:`latest_checkpoint` finds where to resume.
 """
 
 from __future__ import annotations
@@ -20,19 +20,26 @@ from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStr
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from oec.sft.config import TrainerConfig
+from oec.sft.preemption import INTERRUPTED, StopOnSignal
 from oec.student import StudentModel
 
 CHECKPOINTS = "checkpoints"
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint of a run: ``checkpoints/last.ckpt`` or a SLURM pre-emption ``hpc_ckpt_*``.
+    """The newest checkpoint of a run: ``checkpoints/last.ckpt``, ``checkpoints/interrupted.ckpt`` or
+    Lightning's ``hpc_ckpt_*``.
 
-    Lightning writes ``hpc_ckpt_<n>.ckpt`` into the run directory when SLURM signals the end of the
-    time limit, and requeues the job; that checkpoint is newer than ``last.ckpt``.
+    A signal during training saves ``interrupted.ckpt`` at the end of the step it arrived in, newer than
+    ``last.ckpt``; Lightning writes ``hpc_ckpt_<n>.ckpt`` into the run directory when it gets its SLURM
+    requeue signal outside the training loop.
     """
     run_dir = Path(run_dir)
-    candidates = [run_dir / CHECKPOINTS / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
+    candidates = [
+        run_dir / CHECKPOINTS / "last.ckpt",
+        run_dir / CHECKPOINTS / INTERRUPTED,
+        *run_dir.glob("hpc_ckpt_*.ckpt"),
+    ]
     return max((p for p in candidates if p.exists()), key=lambda p: p.stat().st_mtime, default=None)
 
 
@@ -91,7 +98,7 @@ def build_trainer(
         use_distributed_sampler=False,
         deterministic=cfg.deterministic,
         logger=loggers,
-        callbacks=[checkpoints],
+        callbacks=[checkpoints, StopOnSignal(Path(run_dir) / CHECKPOINTS / INTERRUPTED)],
         default_root_dir=str(run_dir),
         enable_model_summary=False,
     )
