@@ -19,7 +19,7 @@ from oec.config import AtLeast, ConfigError, parse
 from oec.progress import print_collection_summary
 from oec.runner import load_rollout_config, run_rollouts, select_tasks, store_config, task_source
 from oec.runtime import StopRequest
-from oec.store import TrajectoryStore
+from oec.store import StoreError, TrajectoryStore
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,16 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
     loaded = select_tasks(config.tasks)
-    store = TrajectoryStore.open(
-        options.store,
-        config=store_config(cfg, config),
-        allow_config_change=options.allow_config_change,
-        task_source=task_source(loaded),
-        allow_task_change=options.allow_task_change,
-    )
+    try:
+        store = TrajectoryStore.open(
+            options.store,
+            config=store_config(cfg, config),
+            allow_config_change=options.allow_config_change,
+            task_source=task_source(loaded),
+            allow_task_change=options.allow_task_change,
+        )
+    except StoreError as exc:
+        raise SystemExit(f"store error: {exc}") from None
     try:
         outcome = run_rollouts(
             loaded.tasks,

@@ -20,7 +20,7 @@ from oec.config import AtLeast, ConfigError, parse
 from oec.eval_report import write_results
 from oec.runner import load_rollout_config, run_rollouts, select_tasks, store_config, task_source
 from oec.runtime import StopRequest
-from oec.store import TrajectoryStore
+from oec.store import StoreError, TrajectoryStore
 from oec.switch import Never
 from oec.tasks.config import Split
 
@@ -52,12 +52,15 @@ def main(cfg: DictConfig) -> None:
     config = dataclasses.replace(config, tasks=dataclasses.replace(config.tasks, split=options.split))
     loaded = select_tasks(config.tasks)
     recorded = store_config(cfg, config, switch={"schedule": "never"}, evaluate={"split": options.split})
-    store = TrajectoryStore.open(
-        options.store,
-        config=recorded,
-        task_source=task_source(loaded),
-        allow_task_change=options.allow_task_change,
-    )
+    try:
+        store = TrajectoryStore.open(
+            options.store,
+            config=recorded,
+            task_source=task_source(loaded),
+            allow_task_change=options.allow_task_change,
+        )
+    except StoreError as exc:
+        raise SystemExit(f"store error: {exc}") from None
     try:
         outcome = run_rollouts(
             loaded.tasks,

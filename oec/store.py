@@ -648,7 +648,7 @@ def _check_task_source(root: Path, manifest: dict[str, Any], source: TaskSource,
     )
     if not allowed:
         raise StoreError(
-            f"{what} (pass allow_task_change=True, e.g. collect.allow_task_change=true, to resume)"
+            f"{what} (to resume anyway: collect.allow_task_change=true, evaluate.allow_task_change=true)"
         )
     manifest.setdefault("task_source_changes", []).append(
         {"time": _now(), "path": source.path, "sha256": source.sha256}
