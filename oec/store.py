@@ -282,7 +282,7 @@ def read_trajectories(root: str | Path, accepted_only: bool = False) -> Iterator
 @dataclass
 class StoreCheck:
     """What :func:`check_store` found: records, duplicated pairs, corrupt lines, torn tails, and
-    how many records each config (by ``config_hash``; ``null`` before records carried one) made."""
+    how many records each config (by ``config_hash``; ``"None"`` before records carried one) made."""
 
     records: int = 0
     duplicates: dict[str, list[str]] = field(default_factory=dict)
