@@ -198,6 +198,24 @@ def run_rollouts(
 
     outcome = RunOutcome()
     in_flight: set[Key] = set()
+
+    def record(kind: str, key: Key, value: Any) -> None:
+        if kind == _STARTED:
+            in_flight.add(key)
+            return
+        in_flight.discard(key)
+        if kind == _SKIPPED:
+            outcome.claimed_elsewhere.append(key)
+            progress.skipped()
+        elif kind == _FAILED:
+            outcome.failures += 1
+            log.error("rollout %s #%d failed; it is not stored", *key, exc_info=value)
+            progress.failed()
+        else:
+            store.append(value)
+            outcome.stored += 1
+            progress.advance(value)
+
     # Daemon threads: one abandoned after the grace must not hold the interpreter's exit.
     threads = [threading.Thread(target=worker, name=f"rollout-{i}", daemon=True) for i in range(num_workers)]
     deadline: float | None = None
@@ -208,34 +226,20 @@ def run_rollouts(
             if stop.requested and deadline is None:
                 deadline = time.monotonic() + grace_s
                 log.warning(
-                    "%s received: no more rollouts are launched; %d in flight get %.0f s to finish",
+                    "%s received: no more rollouts are launched; those in flight get %.0f s to finish",
                     stop.name,
-                    len(in_flight),
                     grace_s,
                 )
             try:
-                kind, key, value = results.get(timeout=_POLL_S)
+                record(*results.get(timeout=_POLL_S))
             except queue.Empty:
                 if not any(thread.is_alive() for thread in threads) and results.empty():
                     break
                 if deadline is not None and (stop.forced or time.monotonic() >= deadline):
                     break
-                continue
-            if kind == _STARTED:
-                in_flight.add(key)
-                continue
-            in_flight.discard(key)
-            if kind == _SKIPPED:
-                outcome.claimed_elsewhere.append(key)
-                progress.skipped()
-            elif kind == _FAILED:
-                outcome.failures += 1
-                log.error("rollout %s #%d failed; it is not stored", *key, exc_info=value)
-                progress.failed()
-            else:
-                store.append(value)
-                outcome.stored += 1
-                progress.advance(value)
+        # What finished while the last poll timed out is stored too.
+        while not results.empty():
+            record(*results.get())
     if outcome.claimed_elsewhere:
         log.info(
             "%d rollouts were skipped: another writer of %s was running or had stored them",
