@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,13 +47,13 @@ def stored_count(store: Path) -> int:
         return 0
 
 
-def signal_when_stored(process: subprocess.Popen, store: Path, count: int, signum: int) -> float:
-    """Send ``signum`` once the store holds ``count`` rollouts; returns the seconds until exit."""
+def signal_when(process: subprocess.Popen, ready: Callable[[], bool], signum: int) -> float:
+    """Send ``signum`` once ``ready()``; returns the seconds from the signal to the exit."""
     deadline = time.monotonic() + 300
-    while stored_count(store) < count:
+    while not ready():
         assert process.poll() is None, "the collector ended before it could be signalled"
         assert time.monotonic() < deadline
-        time.sleep(0.1)
+        time.sleep(0.05)
     sent = time.monotonic()
     process.send_signal(signum)
     process.wait(120)
@@ -92,7 +93,7 @@ def test_signals_stop_within_the_grace_and_a_resume_matches_an_uninterrupted_run
 
     store = tmp_path / "store"
     first = collect(store, sandboxes, tmp_path / "term.log")
-    term_s = signal_when_stored(first, store, 2, signal.SIGTERM)
+    term_s = signal_when(first, lambda: stored_count(store) >= 2, signal.SIGTERM)
     assert first.returncode == 143, (tmp_path / "term.log").read_text()[-3000:]
     assert term_s < 20, f"SIGTERM to exit took {term_s:.1f} s, more than the 20 s grace"
     line = stop_line(tmp_path / "term.log")
@@ -102,11 +103,13 @@ def test_signals_stop_within_the_grace_and_a_resume_matches_an_uninterrupted_run
     assert len(list(read_trajectories(store))) == after_term
     assert list(sandboxes.iterdir()) == [] and live_sandbox_processes(sandboxes) == []
 
-    # No grace: what is in flight is abandoned at once, and its sandboxes still go away.
+    # No grace, signalled as soon as a rollout has its sandbox: what is in flight is abandoned at
+    # once, not stored, and its sandboxes still go away.
     second = collect(store, sandboxes, tmp_path / "int.log", "collect.stop_grace_s=0")
-    int_s = signal_when_stored(second, store, after_term + 1, signal.SIGINT)
+    int_s = signal_when(second, lambda: any(sandboxes.iterdir()), signal.SIGINT)
     assert second.returncode == 130, (tmp_path / "int.log").read_text()[-3000:]
     assert int_s < 5, f"SIGINT with no grace took {int_s:.1f} s to exit"
+    assert " 0 abandoned" not in stop_line(tmp_path / "int.log")
     assert list(sandboxes.iterdir()) == [] and live_sandbox_processes(sandboxes) == []
     after_int = stored_count(store)
     print(
