@@ -167,6 +167,9 @@ def run_rollouts(
     skipped = len(tasks) * samples_per_task - total
     if skipped:
         log.info("resuming: %d rollouts already in %s are skipped", skipped, store.root)
+    if stop.requested:  # during start-up: do not load models for nothing
+        log.warning("stopped by %s before any rollout started", stop.name)
+        return RunOutcome(cancelled=total)
     builders = config.builders()
     results: queue.SimpleQueue[tuple[str, Key, Any]] = queue.SimpleQueue()
 

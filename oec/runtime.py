@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class StopRequest:
         """End the process after a stop: 128 + the signal number (143 SIGTERM, 130 SIGINT), except
         that SIGUSR2 goes to the handler it replaced when there was one (submitit: requeue, exit)."""
         assert self.signum is not None, "exit() is for a process that received a stop signal"
-        previous: Callable[[int, Any], None] | Any = self._previous.get(self.signum)
+        previous = self._previous.get(self.signum)
         if self.signum == signal.SIGUSR2 and callable(previous):
             log.warning("handing SIGUSR2 over to the handler installed before (submitit requeues the job)")
             previous(self.signum, None)
