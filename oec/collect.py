@@ -2,7 +2,9 @@
 
 Modes come from the switch schedule: ``always`` = expert only (BC), ``never`` = student only
 (on-policy), anything else = OEC. Every (task, sample) pair is one rollout; pairs already in the
-store are skipped, so rerunning the same command resumes (see :mod:`oec.runner`).
+store are skipped, so rerunning the same command resumes (see :mod:`oec.runner`). SIGTERM, SIGINT
+and SIGUSR2 stop it cleanly: in-flight rollouts get ``collect.stop_grace_s`` to finish and be
+stored, then it exits 143 / 130 (SIGUSR2: submitit's requeue, see :mod:`oec.runtime`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from omegaconf import DictConfig
 
 from oec.config import AtLeast, ConfigError, parse
 from oec.progress import print_collection_summary
-from oec.runner import load_rollout_config, run_rollouts, select_tasks, store_config
-from oec.runtime import exit_on_sigterm
-from oec.store import TrajectoryStore
+from oec.runner import load_rollout_config, run_rollouts, select_tasks, store_config, task_source
+from oec.runtime import StopRequest
+from oec.store import StoreError, TrajectoryStore
 
 
 @dataclass(frozen=True)
@@ -32,27 +34,51 @@ class CollectConfig:
     """Rollouts in parallel (threads; one model is shared)."""
     allow_config_change: bool = False
     """Resume a store whose recorded config differs."""
+    allow_task_change: bool = False
+    """Resume a store whose tasks file (or embedded tasks) changed since it was created."""
+    stop_grace_s: Annotated[float, AtLeast(0)] = 20.0
+    """On SIGTERM/SIGINT/SIGUSR2, how long in-flight rollouts may still finish and be stored
+    (under SLURM's 30 s KillWait)."""
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    exit_on_sigterm()
+    stop = StopRequest.install()
     try:
         options = parse(CollectConfig, cfg.collect, "collect")
         config = load_rollout_config(cfg)
+        loaded = select_tasks(config.tasks)
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
-    loaded = select_tasks(config.tasks)
-    store = TrajectoryStore.open(
-        options.store, config=store_config(cfg, config), allow_config_change=options.allow_config_change
-    )
     try:
-        failures = run_rollouts(loaded.tasks, store, config, options.samples_per_task, options.num_workers)
+        store = TrajectoryStore.open(
+            options.store,
+            config=store_config(cfg, config),
+            allow_config_change=options.allow_config_change,
+            task_source=task_source(loaded),
+            allow_task_change=options.allow_task_change,
+        )
+    except StoreError as exc:
+        raise SystemExit(f"store error: {exc}") from None
+    try:
+        outcome = run_rollouts(
+            loaded.tasks,
+            store,
+            config,
+            options.samples_per_task,
+            options.num_workers,
+            stop,
+            options.stop_grace_s,
+        )
     finally:
         store.close()
+    if stop.requested:
+        stop.exit()
     print_collection_summary(list(store.read()), title=f"collection summary: {options.store}")
-    if failures or loaded.errors:
-        raise SystemExit(f"{failures} rollouts failed and {len(loaded.errors)} task rows were skipped")
+    if outcome.failures or loaded.errors:
+        raise SystemExit(
+            f"{outcome.failures} rollouts failed and {len(loaded.errors)} task rows were skipped"
+        )
 
 
 if __name__ == "__main__":

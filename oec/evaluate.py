@@ -2,7 +2,8 @@
 
 Evaluation is collection with the switch set to ``never``, on ``evaluate.split`` (held-out by
 default), into its own resumable store (see :mod:`oec.runner`). It then writes, next to that store,
-``report.json``, ``per_task.csv`` and ``predictions.jsonl`` (see :mod:`oec.eval_report`).
+``report.json``, ``per_task.csv`` and ``predictions.jsonl`` (see :mod:`oec.eval_report`). A stop
+signal ends it like collection (``evaluate.stop_grace_s``), without a report: rerun to resume.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from omegaconf import DictConfig
 
 from oec.config import AtLeast, ConfigError, parse
 from oec.eval_report import write_results
-from oec.runner import load_rollout_config, run_rollouts, select_tasks, store_config
-from oec.runtime import exit_on_sigterm
-from oec.store import TrajectoryStore
+from oec.runner import load_rollout_config, run_rollouts, select_tasks, store_config, task_source
+from oec.runtime import StopRequest
+from oec.store import StoreError, TrajectoryStore
 from oec.switch import Never
 from oec.tasks.config import Split
 
@@ -34,24 +35,46 @@ class EvaluateConfig:
     """Split of the task source the student is scored on (replaces ``tasks.split``)."""
     samples_per_task: Annotated[int, AtLeast(1)] = 1
     num_workers: Annotated[int, AtLeast(1)] = 1
+    allow_task_change: bool = False
+    """Resume a store whose tasks file (or embedded tasks) changed since it was created."""
+    stop_grace_s: Annotated[float, AtLeast(0)] = 20.0
+    """On SIGTERM/SIGINT/SIGUSR2, how long in-flight rollouts may still finish and be stored."""
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    exit_on_sigterm()
+    stop = StopRequest.install()
     try:
         options = parse(EvaluateConfig, cfg.evaluate, "evaluate")
         config = load_rollout_config(cfg, switch=Never())
+        config = dataclasses.replace(config, tasks=dataclasses.replace(config.tasks, split=options.split))
+        loaded = select_tasks(config.tasks)
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
-    config = dataclasses.replace(config, tasks=dataclasses.replace(config.tasks, split=options.split))
-    loaded = select_tasks(config.tasks)
     recorded = store_config(cfg, config, switch={"schedule": "never"}, evaluate={"split": options.split})
-    store = TrajectoryStore.open(options.store, config=recorded)
     try:
-        failures = run_rollouts(loaded.tasks, store, config, options.samples_per_task, options.num_workers)
+        store = TrajectoryStore.open(
+            options.store,
+            config=recorded,
+            task_source=task_source(loaded),
+            allow_task_change=options.allow_task_change,
+        )
+    except StoreError as exc:
+        raise SystemExit(f"store error: {exc}") from None
+    try:
+        outcome = run_rollouts(
+            loaded.tasks,
+            store,
+            config,
+            options.samples_per_task,
+            options.num_workers,
+            stop,
+            options.stop_grace_s,
+        )
     finally:
         store.close()
+    if stop.requested:
+        stop.exit()
     wanted = {t.instance_id for t in loaded.tasks}
     trajectories = [t for t in store.read() if t.instance_id in wanted]
     model_name = config.policies["student"].model_name
@@ -61,8 +84,8 @@ def main(cfg: DictConfig) -> None:
         f"eval/resolve_rate {report['resolve_rate']:.3f} (95% CI {low:.3f}-{high:.3f}) "
         f"over {report['rollouts']} rollouts; eval/format_valid_rate {report['format_valid_rate']}"
     )
-    if failures:
-        raise SystemExit(f"{failures} evaluation rollouts failed")
+    if outcome.failures:
+        raise SystemExit(f"{outcome.failures} evaluation rollouts failed")
 
 
 if __name__ == "__main__":

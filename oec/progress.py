@@ -43,12 +43,18 @@ class RolloutProgress:
         c = self.counts
         text = f"resolved {c['resolved']}  accepted {c['accepted']}"
         text += f"  [yellow]ungraded {c['ungraded']}[/yellow]" if c["ungraded"] else ""
+        text += f"  skipped {c['skipped']}" if c["skipped"] else ""
         return text + (f"  [red]failed {c['failed']}" if c["failed"] else "")
 
     def advance(self, trajectory: Trajectory) -> None:
         self.counts["resolved"] += trajectory.resolved
         self.counts["ungraded"] += trajectory.ungraded
         self.counts["accepted"] += trajectory.accepted
+        self._progress.update(self._task, advance=1, stats=self._stats())
+
+    def skipped(self) -> None:
+        """A pair another writer of the store was running or had stored."""
+        self.counts["skipped"] += 1
         self._progress.update(self._task, advance=1, stats=self._stats())
 
     def failed(self) -> None:

@@ -2,16 +2,26 @@
 
 :func:`load_rollout_config` validates every section a rollout reads, for the policies the mode
 needs (:data:`oec.switch.ROLES`), before any model or sandbox is touched. :func:`run_rollouts`
-runs each missing (task, sample) pair on a thread pool (sandbox commands and generation release
+runs each missing (task, sample) pair on worker threads (sandbox commands and generation release
 the GIL; one model is shared) and appends every finished rollout, fsynced, from the main thread,
-so an interrupted run resumes where it stopped.
+so an interrupted run resumes where it stopped. A worker claims its pair in the store before the
+rollout starts (:meth:`oec.store.TrajectoryStore.claim`), so a second collector on the same store
+skips what the first is running or has stored.
+
+On a stop signal (:class:`oec.runtime.StopRequest`) no rollout is launched any more, the queued
+ones are dropped, and the ones in flight get ``grace_s`` to finish and be stored. What is still
+running then is abandoned: the workers are daemon threads, so they do not hold the interpreter's
+exit, and each abandoned sandbox is released by its own exit-time finalizer (the local runtime
+kills the command's process group and every marked process, and removes the sandbox root).
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,7 +31,8 @@ from oec.env import SandboxConfig
 from oec.policies import PolicyBuilder, PolicyConfig, make_policy_builder
 from oec.progress import RolloutProgress
 from oec.rollout import AgentConfig, RolloutSettings, rollout_seed, run_rollout
-from oec.store import TrajectoryStore
+from oec.runtime import StopRequest
+from oec.store import Key, TaskSource, TrajectoryStore
 from oec.student import StudentModel
 from oec.switch import ROLES, SwitchConfig
 from oec.tasks import LoadResult, TasksConfig, load_from_config
@@ -100,7 +111,9 @@ def store_config(cfg: DictConfig, config: RolloutConfig, **extra: Any) -> dict[s
 
 
 def select_tasks(options: TasksConfig) -> LoadResult:
-    """The tasks ``options`` select; bad rows are logged and skipped, and no task at all ends the run."""
+    """The tasks ``options`` select; bad rows are logged and skipped, and no task at all ends the run.
+
+    A missing or unreadable tasks file raises :class:`~oec.config.ConfigError` naming ``tasks.path``."""
     loaded = load_from_config(options)
     for error in loaded.errors:
         log.error("skipping task: %s", error)
@@ -111,56 +124,149 @@ def select_tasks(options: TasksConfig) -> LoadResult:
     return loaded
 
 
+def task_source(loaded: LoadResult) -> TaskSource:
+    """The tasks file ``loaded`` was read from (the bundled one for embedded tasks) and its hash."""
+    return TaskSource.of_file(loaded.source)
+
+
+@dataclass
+class RunOutcome:
+    """What :func:`run_rollouts` did; ``abandoned`` and ``cancelled`` are non-empty only after a stop."""
+
+    stored: int = 0
+    failures: int = 0
+    claimed_elsewhere: list[Key] = field(default_factory=list)
+    """Pairs another live writer was rolling out or had stored meanwhile: not run here."""
+    abandoned: list[Key] = field(default_factory=list)
+    """In flight when the grace ran out: not stored, their sandboxes released at exit."""
+    cancelled: int = 0
+    """Queued pairs never started because of the stop."""
+
+
+_STARTED, _FINISHED, _FAILED, _SKIPPED = "started", "finished", "failed", "skipped"
+_POLL_S = 0.2
+
+
 def run_rollouts(
     tasks: list[Task],
     store: TrajectoryStore,
     config: RolloutConfig,
     samples_per_task: int,
     num_workers: int,
-) -> int:
-    """Run every (task, sample) rollout missing from ``store``; returns the number that failed."""
+    stop: StopRequest | None = None,
+    grace_s: float = 20.0,
+) -> RunOutcome:
+    """Run every (task, sample) rollout missing from ``store`` until done or ``stop`` is requested."""
+    stop = stop or StopRequest()
     done = store.done_keys()
-    work = [
-        (task, index)
-        for task in tasks
-        for index in range(samples_per_task)
-        if (task.instance_id, index) not in done
-    ]
-    skipped = len(tasks) * samples_per_task - len(work)
+    work: queue.SimpleQueue[tuple[Task, int]] = queue.SimpleQueue()
+    total = 0
+    for task in tasks:
+        for index in range(samples_per_task):
+            if (task.instance_id, index) not in done:
+                work.put((task, index))
+                total += 1
+    skipped = len(tasks) * samples_per_task - total
     if skipped:
         log.info("resuming: %d rollouts already in %s are skipped", skipped, store.root)
+    if stop.requested:  # during start-up: do not load models for nothing
+        log.warning("stopped by %s before any rollout started", stop.name)
+        return RunOutcome(cancelled=total)
     builders = config.builders()
-    failures = 0
-    mode = config.settings.switch.mode
-    with RolloutProgress(total=len(work), mode=mode) as progress, ThreadPoolExecutor(num_workers) as pool:
-        pending: dict[Future, tuple[Task, int]] = {
-            pool.submit(
-                run_rollout,
-                task,
-                index,
-                rollout_seed(config.seed, task.instance_id, index),
-                config.settings,
-                builders.get("student"),
-                builders.get("expert"),
-            ): (task, index)
-            for task, index in work
-        }
-        try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    task, index = pending.pop(future)
-                    try:
-                        trajectory = future.result()
-                    except Exception:
-                        failures += 1
-                        log.exception("rollout %s #%d failed; it is not stored", task.instance_id, index)
-                        progress.failed()
-                        continue
-                    store.append(trajectory)
-                    progress.advance(trajectory)
-        except KeyboardInterrupt:
-            for future in pending:
-                future.cancel()
-            raise
-    return failures
+    results: queue.SimpleQueue[tuple[str, Key, Any]] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while not stop.requested:
+            try:
+                task, index = work.get_nowait()
+            except queue.Empty:
+                return
+            key = (task.instance_id, index)
+            try:
+                if not store.claim(key):
+                    results.put((_SKIPPED, key, None))
+                    continue
+                results.put((_STARTED, key, None))
+                trajectory = run_rollout(
+                    task,
+                    index,
+                    rollout_seed(config.seed, task.instance_id, index),
+                    config.settings,
+                    builders.get("student"),
+                    builders.get("expert"),
+                )
+            except Exception as exc:
+                store.release(key)
+                results.put((_FAILED, key, exc))
+            else:
+                results.put((_FINISHED, key, trajectory))
+
+    outcome = RunOutcome()
+    in_flight: set[Key] = set()
+
+    def record(kind: str, key: Key, value: Any) -> None:
+        if kind == _STARTED:
+            in_flight.add(key)
+            return
+        in_flight.discard(key)
+        if kind == _SKIPPED:
+            outcome.claimed_elsewhere.append(key)
+            progress.skipped()
+        elif kind == _FAILED:
+            outcome.failures += 1
+            log.error("rollout %s #%d failed; it is not stored", *key, exc_info=value)
+            progress.failed()
+        else:
+            store.append(value)
+            outcome.stored += 1
+            progress.advance(value)
+
+    # Daemon threads: one abandoned after the grace must not hold the interpreter's exit.
+    threads = [threading.Thread(target=worker, name=f"rollout-{i}", daemon=True) for i in range(num_workers)]
+    deadline: float | None = None
+    with RolloutProgress(total=total, mode=config.settings.switch.mode) as progress:
+        for thread in threads:
+            thread.start()
+        while True:
+            if stop.requested and deadline is None:
+                deadline = time.monotonic() + grace_s
+                log.warning(
+                    "%s received: no more rollouts are launched; those in flight get %.0f s to finish",
+                    stop.name,
+                    grace_s,
+                )
+            try:
+                record(*results.get(timeout=_POLL_S))
+            except queue.Empty:
+                if not any(thread.is_alive() for thread in threads) and results.empty():
+                    break
+                if deadline is not None and (stop.forced or time.monotonic() >= deadline):
+                    break
+        # What finished while the last poll timed out is stored too.
+        while not results.empty():
+            record(*results.get())
+    if outcome.claimed_elsewhere:
+        log.info(
+            "%d rollouts were skipped: another writer of %s was running or had stored them",
+            len(outcome.claimed_elsewhere),
+            store.root,
+        )
+    if stop.requested:
+        while True:
+            try:
+                work.get_nowait()
+            except queue.Empty:
+                break
+            outcome.cancelled += 1
+        outcome.abandoned = sorted(in_flight)
+        for key in outcome.abandoned:
+            store.release(key)
+        log.warning(
+            "stopped by %s: %d rollouts stored in this run, %d abandoned in flight (%s), %d never started",
+            stop.name,
+            outcome.stored,
+            len(outcome.abandoned),
+            ", ".join(f"{i}#{n}" for i, n in outcome.abandoned) or "none",
+            outcome.cancelled,
+        )
+    return outcome

@@ -1,25 +1,40 @@
-"""The trajectory store: append-only JSONL shards plus a manifest, safe to kill and to resume.
+"""The trajectory store: append-only JSONL shards plus a manifest, safe to kill, to resume and to share.
 
 Layout of a store directory::
 
-    manifest.json              resolved config, code version, times, counts (written atomically)
+    manifest.json              resolved config, task source, code version, times, counts (atomic)
     shards/shard-<utc>-<pid>-<tag>.jsonl   one JSON trajectory per line, one shard per writer
+    claims/<instance_id>#<sample>          lock files: the (task, sample) pairs being rolled out
+    quarantine/<utc>/                      bad lines moved aside by ``check --repair``
 
 Each writer appends to its own new shard and never rewrites one. Every record is written as one
 line, flushed and fsynced before :meth:`TrajectoryStore.append` returns, so a writer killed even
 with SIGKILL loses at most the rollouts still in flight; a half-written last line (no newline) is
 ignored by readers and cut off when a writer reopens the store. A corrupt line anywhere else is an
-error naming its shard and line. The manifest is replaced atomically (tmp + fsync + rename), keeps
-one entry per shard and is updated under a lock file, so several writer processes may share a
-store. A writer holds an exclusive ``flock`` on its shard while it lives: that is how a reopening
-writer tells a dead writer's torn tail (safe to cut) from a live writer's line in progress.
+error naming its shard, its line and ``python -m oec.store check --repair ROOT``, which keeps every
+valid record and moves the bad lines (and duplicated pairs) into ``quarantine/``. The manifest is
+replaced atomically (tmp + fsync + rename), keeps one entry per shard and is updated under a lock
+file, so several writer processes may share a store. A writer holds an exclusive ``flock`` on its
+shard while it lives: that is how a reopening writer tells a dead writer's torn tail (safe to cut)
+from a live writer's line in progress.
+
+Several writers at once (a requeued SLURM job next to the old one): a writer claims a pair
+(:meth:`TrajectoryStore.claim`) before rolling it out, by holding an ``flock`` on the pair's file
+in ``claims/``. The kernel drops the lock when its holder dies, so a dead writer's
+claims free themselves; a claim succeeds only if no live process holds it and, re-reading the
+other writers' new lines, the pair is not stored yet. Storing a pair deletes its claim file.
+
+Provenance: every line carries ``config_hash`` (the hash of the resolved config that made it, see
+:func:`config_hash`; the manifest maps it back to the config) and, when the writer named one,
+``task_source_hash`` (the SHA-256 of the tasks file). Readers ignore both keys.
 
 Resuming: :meth:`TrajectoryStore.done_keys` gives the finished (instance_id, sample_index) pairs to
 skip, and appending a stored pair again is refused. Opening a store with a resolved config that
 differs from the manifest's is refused with the differing keys, unless ``allow_config_change``;
 keys whose last component is in :data:`RESUME_IGNORED_KEYS` (throughput and resume switches, not
-what a rollout is) are not compared. Readers keep the first record of a pair if two shards hold it;
-:func:`check_store` (``python -m oec.store check ROOT``) reports such duplicates.
+what a rollout is) are not compared. A task source whose content changed is refused likewise,
+unless ``allow_task_change``. Readers keep the first record of a pair if two shards hold it;
+:func:`check_store` (``python -m oec.store check ROOT``) reports such duplicates and exits non-zero.
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -40,17 +56,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from oec.types import SchemaError, Trajectory
 
 MANIFEST = "manifest.json"
 SHARDS = "shards"
+CLAIMS = "claims"
+QUARANTINE = "quarantine"
 LOCK = ".lock"
 FORMAT = "oec-trajectory-store"
 FORMAT_VERSION = 1
 RESUME_IGNORED_KEYS = frozenset({"num_workers", "allow_config_change", "samples_per_task"})
 """Config keys (last dotted component) not compared on resume: more workers, or more samples per
 task (new (task, sample) pairs), do not change what a stored rollout means."""
+PROVENANCE_KEYS = ("config_hash", "task_source_hash")
+"""Keys the store adds to every line next to the trajectory's own (readers ignore them)."""
 
 Key = tuple[str, int]
 
@@ -79,6 +100,28 @@ def code_version() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     return {"package_version": importlib.metadata.version("oec")}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short stable hash of a resolved config (canonical JSON): tags the records it made."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """The file the tasks were read from and the SHA-256 of its content when the run started."""
+
+    path: str
+    sha256: str
+
+    @classmethod
+    def of_file(cls, path: str | Path) -> TaskSource:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        return cls(str(path), digest.hexdigest())
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -162,18 +205,51 @@ def _complete_length(path: Path) -> int:
         return 0
 
 
-def _read_shard(path: Path) -> Iterator[tuple[int, Trajectory]]:
-    """(line number, trajectory) of every complete line; a torn last line is skipped."""
+@dataclass(frozen=True)
+class _Line:
+    """One line of a shard: where it is, its bytes, and its trajectory or why it has none."""
+
+    shard: Path
+    number: int
+    raw: bytes
+    record: dict[str, Any] | None
+    trajectory: Trajectory | None
+    error: str | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.shard.name}:{self.number}"
+
+
+def _parse_line(shard: Path, number: int, raw: bytes) -> _Line:
+    try:
+        record = json.loads(raw)
+        return _Line(shard, number, raw, record, Trajectory.from_dict(record), None)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return _Line(shard, number, raw, None, None, f"line {number} is not valid JSON ({exc})")
+    except SchemaError as exc:
+        return _Line(shard, number, raw, None, None, f"line {number}: {exc}")
+
+
+def _scan_shard(path: Path) -> Iterator[_Line]:
+    """Every complete line of a shard, parsed or with its error; a torn last line is skipped."""
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
                 return
-            try:
-                yield number, Trajectory.from_dict(json.loads(raw))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise StoreError(f"{path}: line {number} is not valid JSON ({exc})") from exc
-            except SchemaError as exc:
-                raise StoreError(f"{path}: line {number}: {exc}") from exc
+            yield _parse_line(path, number, raw)
+
+
+def _repair_hint(root: Path) -> str:
+    return f"`python -m oec.store check --repair {root}` keeps the valid records and moves bad lines aside"
+
+
+def _read_shard(path: Path) -> Iterator[tuple[int, Trajectory]]:
+    """(line number, trajectory) of every complete line; a corrupt line is a :class:`StoreError`."""
+    for line in _scan_shard(path):
+        if line.trajectory is None:
+            raise StoreError(f"{path}: {line.error}; {_repair_hint(path.parent.parent)}")
+        yield line.number, line.trajectory
 
 
 def _shards(root: Path) -> list[Path]:
@@ -205,38 +281,158 @@ def read_trajectories(root: str | Path, accepted_only: bool = False) -> Iterator
 
 @dataclass
 class StoreCheck:
-    """What :func:`check_store` found: record count, duplicated pairs, shards with a torn tail."""
+    """What :func:`check_store` found: records, duplicated pairs, corrupt lines, torn tails, and
+    how many records each config (by ``config_hash``; ``"None"`` before records carried one) made."""
 
     records: int = 0
     duplicates: dict[str, list[str]] = field(default_factory=dict)
+    corrupt_lines: dict[str, str] = field(default_factory=dict)
     torn_shards: list[str] = field(default_factory=list)
+    records_by_config_hash: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        """No duplicated pair and no corrupt line (a torn tail is normal after a kill)."""
+        return not self.duplicates and not self.corrupt_lines
 
 
 def check_store(root: str | Path) -> StoreCheck:
-    """Read every shard; report duplicated (task, sample) pairs as ``shard:line`` locations."""
+    """Read every shard; report duplicated (task, sample) pairs and corrupt lines as ``shard:line``."""
     load_manifest(root)
     check = StoreCheck()
     locations: dict[Key, list[str]] = {}
+    by_hash: Counter[str] = Counter()
     for shard in _shards(Path(root)):
-        for number, trajectory in _read_shard(shard):
+        for line in _scan_shard(shard):
+            if line.trajectory is None:
+                check.corrupt_lines[line.where] = line.error or ""
+                continue
             check.records += 1
-            locations.setdefault(trajectory.key, []).append(f"{shard.name}:{number}")
+            by_hash[str(line.record.get("config_hash")) if line.record else "None"] += 1
+            locations.setdefault(line.trajectory.key, []).append(line.where)
         if _complete_length(shard) != shard.stat().st_size:
             check.torn_shards.append(shard.name)
     check.duplicates = {f"{i}#{s}": where for (i, s), where in locations.items() if len(where) > 1}
+    check.records_by_config_hash = dict(by_hash)
     return check
+
+
+@dataclass
+class Repair:
+    """What :func:`repair_store` did: lines moved to ``quarantine`` (``shard:line`` -> why)."""
+
+    moved: dict[str, str] = field(default_factory=dict)
+    quarantine: str | None = None
+    kept: int = 0
+
+
+def repair_store(root: str | Path) -> Repair:
+    """Keep every valid record; move corrupt lines, later copies of a duplicated pair and torn tails
+    of dead writers into ``quarantine/<utc>/`` (one file per line, its exact bytes, named
+    ``<shard>:<line>``, and ``reasons.json``), rewrite the affected shards atomically and recount.
+
+    Refuses while another process writes a shard that needs repair (stop it first).
+    """
+    root = Path(root)
+    repair = Repair()
+    with _store_lock(root, create=False):
+        manifest = load_manifest(root)
+        seen: dict[Key, str] = {}
+        plans: list[tuple[Path, list[bytes], list[tuple[_Line, str]]]] = []
+        counts: dict[str, dict[str, Any]] = {}
+        for shard in _shards(root):
+            kept: list[bytes] = []
+            bad: list[tuple[_Line, str]] = []
+            shard_counts = _empty_counts()
+            for line in _scan_shard(shard):
+                if line.trajectory is None:
+                    bad.append((line, line.error or "corrupt"))
+                elif line.trajectory.key in seen:
+                    bad.append((line, f"duplicate of {seen[line.trajectory.key]}"))
+                else:
+                    seen[line.trajectory.key] = line.where
+                    kept.append(line.raw)
+                    _count(shard_counts, line.trajectory)
+            complete = _complete_length(shard)
+            if complete != shard.stat().st_size:
+                with shard.open("rb") as f:
+                    f.seek(complete)
+                    tail = f.read()
+                number = len(kept) + len(bad) + 1
+                bad.append((_Line(shard, number, tail, None, None, None), "torn tail (no newline)"))
+            counts[shard.name] = shard_counts
+            repair.kept += len(kept)
+            if bad:
+                plans.append((shard, kept, bad))
+        if not plans:
+            return repair
+        for shard, _, _ in plans:
+            if _held_by_a_live_writer(shard):
+                raise StoreError(f"{shard}: a live process is writing this shard; stop it, then repair")
+        folder = root / QUARANTINE / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        folder.mkdir(parents=True)
+        for shard, kept, bad in plans:
+            for line, reason in bad:
+                (folder / line.where).write_bytes(line.raw)
+                repair.moved[line.where] = reason
+            _fsync_dir(folder)
+            tmp = shard.with_name(f".{shard.name}.repair-{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                _write_all(fd, b"".join(kept))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, shard)
+        (folder / "reasons.json").write_text(json.dumps(repair.moved, indent=2) + "\n")
+        _fsync_dir(root / SHARDS)
+        repair.quarantine = str(folder)
+        for name, shard_counts in counts.items():
+            manifest["shards"].setdefault(name, {})["counts"] = shard_counts
+        manifest.setdefault("repairs", []).append(
+            {"time": _now(), "quarantine": str(folder.relative_to(root)), "moved": repair.moved}
+        )
+        _finish_manifest(manifest)
+        _write_manifest(root, manifest)
+    return repair
+
+
+def _held_by_a_live_writer(shard: Path) -> bool:
+    fd = os.open(shard, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _claim_path(root: Path, key: Key) -> Path:
+    return root / CLAIMS / f"{quote(key[0], safe='')}#{key[1]}"
 
 
 class TrajectoryStore:
     """A writer (and reader) of one store directory; create with :meth:`open`."""
 
-    def __init__(self, root: Path, done: set[Key], version: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        done: set[Key],
+        offsets: dict[str, int],
+        version: dict[str, Any],
+        provenance: dict[str, str],
+    ) -> None:
         self.root = root
         self._done = done
+        self._offsets = offsets
+        """Bytes of each shard already read into ``_done``: other writers' new lines are read from here."""
         self._code_version = version
+        self._provenance = provenance
         self._lock = threading.Lock()
         self._closed = False
         self._fd: int | None = None
+        self._claims: dict[Key, int] = {}
         # The UTC time first, so sorting shard names sorts them by age (readers keep the oldest).
         stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{secrets.token_hex(2)}"
         self._shard = root / SHARDS / f"shard-{stamp}.jsonl"
@@ -251,16 +447,22 @@ class TrajectoryStore:
         create: bool = True,
         allow_config_change: bool = False,
         ignore_keys: Collection[str] = RESUME_IGNORED_KEYS,
+        task_source: TaskSource | None = None,
+        allow_task_change: bool = False,
     ) -> TrajectoryStore:
         """Open (or create) the store at ``root`` for appending, checking ``config`` against it.
 
         Scans every shard: finished pairs become :meth:`done_keys`, torn tails of dead writers are
         cut, and their manifest counts are recomputed. Raises :class:`StoreError` when the store
-        is missing (and ``create`` is false), corrupt, or was written with a different config.
+        is missing (and ``create`` is false), corrupt, was written with a different config, or
+        from a task source whose content differs from ``task_source``'s.
         """
         root = Path(root)
         config = json.loads(json.dumps(config, default=str))
         version = code_version()
+        provenance = {"config_hash": config_hash(config)}
+        if task_source is not None:
+            provenance["task_source_hash"] = task_source.sha256
         with _store_lock(root, create):
             if not (root / MANIFEST).exists():
                 if not create:
@@ -273,11 +475,14 @@ class TrajectoryStore:
                     "created": _now(),
                     "updated": _now(),
                     "config": config,
+                    "config_hash": provenance["config_hash"],
                     "code_version": version,
                     "config_changes": [],
                     "counts": _empty_counts(),
                     "shards": {},
                 }
+                if task_source is not None:
+                    manifest["task_source"] = {"path": task_source.path, "sha256": task_source.sha256}
                 _write_manifest(root, manifest)
             manifest = load_manifest(root)
             if manifest.get("format") != FORMAT:
@@ -291,27 +496,91 @@ class TrajectoryStore:
                         + " (pass allow_config_change=True, e.g. collect.allow_config_change=true, to resume)"
                     )
                 manifest["config_changes"].append(
-                    {"time": _now(), "differences": differences, "config": config}
+                    {
+                        "time": _now(),
+                        "differences": differences,
+                        "config": config,
+                        "config_hash": provenance["config_hash"],
+                    }
                 )
-            done, recounted = _recover(root)
+            if task_source is not None:
+                _check_task_source(root, manifest, task_source, allow_task_change)
+            (root / CLAIMS).mkdir(exist_ok=True)
+            done, offsets, recounted = _recover(root)
             for name, counts in recounted.items():
                 entry = manifest["shards"].setdefault(name, {})
                 entry["counts"] = counts
             _finish_manifest(manifest)
             _write_manifest(root, manifest)
-        return cls(root, done, version)
+        return cls(root, done, offsets, version, provenance)
 
     def done_keys(self) -> set[Key]:
         """(instance_id, sample_index) pairs already stored: a resumed run skips them."""
         with self._lock:
             return set(self._done)
 
-    def append(self, trajectory: Trajectory) -> None:
-        """Write one trajectory as one line, fsync it, then update the manifest's counts."""
-        line = (json.dumps(trajectory.to_dict(), ensure_ascii=False) + "\n").encode()
+    def claim(self, key: Key) -> bool:
+        """Reserve ``key`` for this writer before rolling it out; False if it is stored already or
+        another live process (or this one) holds it. :meth:`append` and :meth:`release` end a claim."""
+        path = _claim_path(self.root, key)
         with self._lock:
             if self._closed:
                 raise StoreError(f"{self.root}: the store is closed")
+            if key in self._claims or key in self._done:
+                return False
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            try:
+                # Another writer may have stored it since we read its shard: the lock alone only
+                # says that nobody is rolling it out now.
+                self._read_new_lines()
+            except BaseException:
+                os.close(fd)
+                raise
+            if key in self._done:
+                os.close(fd)
+                return False
+            self._claims[key] = fd
+            return True
+
+    def release(self, key: Key) -> None:
+        """Give up the claim on ``key`` (its rollout failed or was abandoned); no-op if none."""
+        with self._lock:
+            fd = self._claims.pop(key, None)
+            if fd is not None:
+                os.close(fd)
+
+    def _read_new_lines(self) -> None:
+        """Add the pairs in other writers' lines written since they were last read to ``_done``."""
+        for shard in _shards(self.root):
+            if shard == self._shard:
+                continue
+            start = self._offsets.get(shard.name, 0)
+            with shard.open("rb") as f:
+                f.seek(start)
+                data = f.read()
+            end = data.rfind(b"\n") + 1
+            for number, raw in enumerate(data[:end].splitlines(keepends=True), start=1):
+                line = _parse_line(shard, number, raw)
+                if line.trajectory is None:
+                    raise StoreError(f"{shard}: at byte {start}: {line.error}; {_repair_hint(self.root)}")
+                self._done.add(line.trajectory.key)
+                start += len(raw)
+            self._offsets[shard.name] = start
+
+    def append(self, trajectory: Trajectory) -> None:
+        """Write one trajectory as one line, fsync it, update the manifest's counts, end its claim."""
+        record = {**trajectory.to_dict(), **self._provenance}
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"{self.root}: the store is closed")
+            if trajectory.key not in self._claims:
+                self._read_new_lines()
             if trajectory.key in self._done:
                 raise StoreError(f"{self.root}: rollout {trajectory.key} is already stored")
             if self._fd is None:
@@ -321,6 +590,12 @@ class TrajectoryStore:
             self._done.add(trajectory.key)
             _count(self._counts, trajectory)
             self._update_manifest()
+            fd = self._claims.pop(trajectory.key, None)
+            if fd is not None:
+                # Deleted only now that the record is durable: a writer that takes a fresh claim
+                # file for this pair then finds the pair stored and lets it go.
+                _claim_path(self.root, trajectory.key).unlink(missing_ok=True)
+                os.close(fd)
 
     def _update_manifest(self) -> None:
         with _store_lock(self.root, create=False):
@@ -342,9 +617,12 @@ class TrajectoryStore:
         return load_manifest(self.root)
 
     def close(self) -> None:
-        """Release the shard (and its lock); safe to call twice."""
+        """Release the shard (and its lock) and every claim; safe to call twice."""
         with self._lock:
             self._closed = True
+            for fd in self._claims.values():
+                os.close(fd)
+            self._claims.clear()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -354,6 +632,27 @@ class TrajectoryStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_task_source(root: Path, manifest: dict[str, Any], source: TaskSource, allowed: bool) -> None:
+    """Record the task source on first use; refuse a changed one unless ``allowed``, then record it."""
+    recorded = manifest.get("task_source")
+    if recorded is None:
+        manifest["task_source"] = {"path": source.path, "sha256": source.sha256}
+        return
+    if recorded["sha256"] == source.sha256:
+        return
+    what = (
+        f"{root}: the task source changed: {source.path} has sha256 {source.sha256[:16]}, the store was "
+        f"collected from {recorded['path']} with sha256 {recorded['sha256'][:16]}"
+    )
+    if not allowed:
+        raise StoreError(
+            f"{what} (to resume anyway: collect.allow_task_change=true, evaluate.allow_task_change=true)"
+        )
+    manifest.setdefault("task_source_changes", []).append(
+        {"time": _now(), "path": source.path, "sha256": source.sha256}
+    )
 
 
 @contextlib.contextmanager
@@ -379,9 +678,11 @@ def _open_shard(path: Path) -> int:
     return fd
 
 
-def _recover(root: Path) -> tuple[set[Key], dict[str, dict[str, Any]]]:
-    """Done keys of all shards; cut the torn tails of dead writers' shards and recount them."""
+def _recover(root: Path) -> tuple[set[Key], dict[str, int], dict[str, dict[str, Any]]]:
+    """Done keys of all shards, the bytes read of each, and the counts of dead writers' shards
+    (pairs already in an earlier shard not counted again); torn tails of dead writers are cut."""
     done: set[Key] = set()
+    offsets: dict[str, int] = {}
     recounted: dict[str, dict[str, Any]] = {}
     for shard in _shards(root):
         fd = os.open(shard, os.O_RDWR)
@@ -397,16 +698,21 @@ def _recover(root: Path) -> tuple[set[Key], dict[str, dict[str, Any]]]:
                     os.ftruncate(fd, complete)
                     os.fsync(fd)
             counts = _empty_counts()
-            for _, trajectory in _read_shard(shard):
-                if trajectory.key not in done:
-                    done.add(trajectory.key)
+            read = 0
+            for line in _scan_shard(shard):
+                if line.trajectory is None:
+                    raise StoreError(f"{shard}: {line.error}; {_repair_hint(root)}")
+                read += len(line.raw)
+                if line.trajectory.key not in done:
+                    done.add(line.trajectory.key)
                     if dead:
-                        _count(counts, trajectory)
+                        _count(counts, line.trajectory)
+            offsets[shard.name] = read
             if dead:
                 recounted[shard.name] = counts
         finally:
             os.close(fd)
-    return done, recounted
+    return done, offsets, recounted
 
 
 def _finish_manifest(manifest: dict[str, Any]) -> None:
@@ -430,20 +736,47 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``check ROOT [--repair]``: exit 0 when clean, 1 on duplicates or corrupt lines (after
+    ``--repair``: when nothing is left to fix, 0), 2 when the store cannot be read."""
     parser = argparse.ArgumentParser(prog="python -m oec.store", description="Inspect a trajectory store.")
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="count records, find duplicated pairs and torn tails")
+    check = commands.add_parser("check", help="find duplicated pairs, corrupt lines and torn tails")
     check.add_argument("root", type=Path)
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="keep every valid record; move corrupt lines, duplicates and torn tails to quarantine/",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.repair:
+            repair = repair_store(args.root)
+            if repair.moved:
+                print(
+                    f"repaired {args.root}: kept {repair.kept} records, moved {len(repair.moved)} lines "
+                    f"to {repair.quarantine}:",
+                    file=sys.stderr,
+                )
+                for where, reason in repair.moved.items():
+                    print(f"  {where}: {reason}", file=sys.stderr)
+            else:
+                print(f"{args.root}: nothing to repair ({repair.kept} records)", file=sys.stderr)
         result = check_store(args.root)
         counts = load_manifest(args.root)["counts"]
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = {"records": result.records, "duplicates": result.duplicates, "torn_shards": result.torn_shards}
+    report = {
+        "records": result.records,
+        "duplicates": result.duplicates,
+        "corrupt_lines": result.corrupt_lines,
+        "torn_shards": result.torn_shards,
+        "records_by_config_hash": result.records_by_config_hash,
+    }
     print(json.dumps({**report, "manifest_counts": counts}, indent=2))
-    return 1 if result.duplicates else 0
+    if not result.clean:
+        print(f"{args.root}: problems found; {_repair_hint(args.root)}", file=sys.stderr)
+    return 0 if result.clean else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ the student checkpoint) is mandatory and named when missing.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,19 @@ def test_a_real_run_without_its_parts_names_every_missing_key(arm: str):
     mode = MODES.get(arm, "oec")
     assert ("student.model: missing mandatory value" in message) == (mode != "bc")
     assert ("expert: no value; choose its backend with policy@expert=" in message) == (mode != "on_policy")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry_point", ["oec.collect", "oec.evaluate"])
+def test_a_missing_tasks_file_ends_the_run_with_a_config_error(entry_point: str, tmp_path: Path):
+    missing = tmp_path / "nope.jsonl"
+    overrides = ["+exp=demo", "tasks=file", f"tasks.path={missing}", f"paths.root={tmp_path}"]
+    run = subprocess.run(
+        [sys.executable, "-m", entry_point, *overrides], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == f"config error: tasks.path: tasks file not found: {missing}"
+    assert "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("scale", SCALES)

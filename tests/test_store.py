@@ -18,11 +18,14 @@ import pytest
 from oec.data.render import render
 from oec.store import (
     MANIFEST,
+    QUARANTINE,
     SHARDS,
     StoreError,
+    TaskSource,
     TrajectoryStore,
     check_store,
     config_differences,
+    config_hash,
     load_manifest,
     main,
     read_trajectories,
@@ -163,7 +166,7 @@ def test_corrupt_middle_line_names_shard_and_line(tmp_path: Path) -> None:
     lines = shard.read_text().splitlines(keepends=True)
     lines[1] = '{"instance_id": "b", "broken\n'
     shard.write_text("".join(lines))
-    with pytest.raises(StoreError, match=rf"{shard.name}: line 2 is not valid JSON"):
+    with pytest.raises(StoreError, match=rf"{shard.name}: line 2 is not valid JSON.*check --repair"):
         list(read_trajectories(root))
     with pytest.raises(StoreError, match=rf"{shard.name}: line 2"):
         TrajectoryStore.open(root, CONFIG)
@@ -373,3 +376,127 @@ def test_message_kind_is_required_exactly_on_env_messages() -> None:
     record = {**V1_RECORD, "schema_version": SCHEMA_VERSION}
     with pytest.raises(SchemaError, match="field 'kind' of an env message"):
         Trajectory.from_dict(record)
+
+
+def test_repair_keeps_every_valid_record_and_quarantines_bad_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "store"
+    with TrajectoryStore.open(root, CONFIG) as store:
+        for name in "abcd":
+            store.append(make(name))
+    shard = shard_files(root)[0]
+    lines = shard.read_bytes().splitlines(keepends=True)
+    lines[1] = b'{"instance_id": "b", "broken\xff\n'
+    stray = shard.with_name("shard-99999999T000000000000-1-ffff.jsonl")
+    stray.write_text(json.dumps(make("a", resolved=False).to_dict()) + "\n" + '{"torn')
+    shard.write_bytes(b"".join(lines))
+    assert main(["check", str(root)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["corrupt_lines"]) == [f"{shard.name}:2"] and list(report["duplicates"]) == ["a#0"]
+
+    assert main(["check", "--repair", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "kept 3 records, moved 3 lines" in err
+    assert [t.key for t in read_trajectories(root)] == [("a", 0), ("c", 0), ("d", 0)]
+    (folder,) = (root / QUARANTINE).iterdir()
+    assert (folder / f"{shard.name}:2").read_bytes() == lines[1]
+    assert (folder / f"{stray.name}:2").read_bytes() == b'{"torn'
+    reasons = json.loads((folder / "reasons.json").read_text())
+    assert reasons[f"{stray.name}:1"] == f"duplicate of {shard.name}:1"
+    assert "not valid JSON" in reasons[f"{shard.name}:2"] and "torn tail" in reasons[f"{stray.name}:2"]
+    assert load_manifest(root)["counts"]["rollouts"] == 3
+    assert json.loads(out)["records"] == 3
+    with TrajectoryStore.open(root, CONFIG) as store:
+        store.append(make("b"))
+    assert main(["check", "--repair", str(root)]) == 0
+    assert "nothing to repair (4 records)" in capsys.readouterr().err
+
+
+def test_records_carry_the_hash_of_their_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "store"
+    with TrajectoryStore.open(root, CONFIG) as store:
+        store.append(make("a"))
+    changed = {**CONFIG, "seed": 1}
+    with TrajectoryStore.open(root, changed, allow_config_change=True) as store:
+        store.append(make("b"))
+    records = [json.loads(line) for shard in shard_files(root) for line in shard.read_text().splitlines()]
+    assert [r["config_hash"] for r in records] == [config_hash(CONFIG), config_hash(changed)]
+    manifest = load_manifest(root)
+    assert manifest["config_hash"] == config_hash(CONFIG)
+    assert manifest["config_changes"][0]["config_hash"] == config_hash(changed)
+    assert [t.key for t in read_trajectories(root)] == [("a", 0), ("b", 0)]
+    assert main(["check", str(root)]) == 0
+    by_hash = json.loads(capsys.readouterr().out)["records_by_config_hash"]
+    assert by_hash == {config_hash(CONFIG): 1, config_hash(changed): 1}
+
+
+def test_a_changed_task_source_is_refused_unless_allowed(tmp_path: Path) -> None:
+    root, tasks = tmp_path / "store", tmp_path / "tasks.jsonl"
+    tasks.write_text('{"instance_id": "a"}\n')
+    TrajectoryStore.open(root, CONFIG, task_source=TaskSource.of_file(tasks)).close()
+    TrajectoryStore.open(root, CONFIG, task_source=TaskSource.of_file(tasks)).close()
+    tasks.write_text('{"instance_id": "a", "edited": true}\n')
+    edited = TaskSource.of_file(tasks)
+    with pytest.raises(StoreError, match=rf"task source changed: {tasks} has sha256 .*allow_task_change"):
+        TrajectoryStore.open(root, CONFIG, task_source=edited)
+    with TrajectoryStore.open(root, CONFIG, task_source=edited, allow_task_change=True) as store:
+        store.append(make("a"))
+    manifest = load_manifest(root)
+    assert manifest["task_source_changes"][0]["sha256"] == edited.sha256
+    (line,) = shard_files(root)[0].read_text().splitlines()
+    assert json.loads(line)["task_source_hash"] == edited.sha256
+
+
+def test_claims_exclude_other_writers_and_stored_pairs(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with TrajectoryStore.open(root, CONFIG) as first, TrajectoryStore.open(root, CONFIG) as second:
+        assert first.claim(("a", 0))
+        assert not first.claim(("a", 0)) and not second.claim(("a", 0))
+        first.append(make("a"))
+        assert not second.claim(("a", 0)), "stored by the other writer since it opened"
+        with pytest.raises(StoreError, match="already stored"):
+            second.append(make("a"))
+        assert second.claim(("b", 0))
+        second.release(("b", 0))
+        assert first.claim(("b", 0))
+    assert check_store(root).duplicates == {} and load_manifest(root)["counts"]["rollouts"] == 1
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from oec.store import TrajectoryStore
+    from test_store import CONFIG
+
+    store = TrajectoryStore.open(sys.argv[1], CONFIG)
+    print(store.claim(("a", 0)), flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_dead_claimers_claims_are_released(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    TrajectoryStore.open(root, CONFIG).close()
+    repo = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen(
+        [sys.executable, "-c", CLAIMER.format(tests=str(repo / "tests")), str(root)],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "True"
+        with TrajectoryStore.open(root, CONFIG) as store:
+            assert not store.claim(("a", 0))
+            child.kill()
+            child.wait(10)
+            assert store.claim(("a", 0))
+            store.append(make("a"))
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert list((root / "claims").iterdir()) == []
