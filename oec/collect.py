@@ -17,9 +17,8 @@ from omegaconf import DictConfig
 
 from oec.config import AtLeast, ConfigError, parse
 from oec.progress import print_collection_summary
-from oec.runner import load_rollout_config, run_rollouts, select_tasks, store_config, task_source
+from oec.runner import load_rollout_config, run_into_store, select_tasks, store_config
 from oec.runtime import StopRequest
-from oec.store import StoreError, TrajectoryStore
 
 
 @dataclass(frozen=True)
@@ -50,30 +49,18 @@ def main(cfg: DictConfig) -> None:
         loaded = select_tasks(config.tasks)
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
-    try:
-        store = TrajectoryStore.open(
-            options.store,
-            config=store_config(cfg, config),
-            allow_config_change=options.allow_config_change,
-            task_source=task_source(loaded),
-            allow_task_change=options.allow_task_change,
-        )
-    except StoreError as exc:
-        raise SystemExit(f"store error: {exc}") from None
-    try:
-        outcome = run_rollouts(
-            loaded.tasks,
-            store,
-            config,
-            options.samples_per_task,
-            options.num_workers,
-            stop,
-            options.stop_grace_s,
-        )
-    finally:
-        store.close()
-    if stop.requested:
-        stop.exit()
+    store, outcome = run_into_store(
+        options.store,
+        store_config(cfg, config),
+        config,
+        loaded,
+        stop,
+        samples_per_task=options.samples_per_task,
+        num_workers=options.num_workers,
+        grace_s=options.stop_grace_s,
+        allow_config_change=options.allow_config_change,
+        allow_task_change=options.allow_task_change,
+    )
     print_collection_summary(list(store.read()), title=f"collection summary: {options.store}")
     if outcome.failures or loaded.errors:
         raise SystemExit(

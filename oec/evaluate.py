@@ -18,9 +18,8 @@ from omegaconf import DictConfig
 
 from oec.config import AtLeast, ConfigError, parse
 from oec.eval_report import write_results
-from oec.runner import load_rollout_config, run_rollouts, select_tasks, store_config, task_source
+from oec.runner import load_rollout_config, run_into_store, select_tasks, store_config
 from oec.runtime import StopRequest
-from oec.store import StoreError, TrajectoryStore
 from oec.switch import Never
 from oec.tasks.config import Split
 
@@ -52,29 +51,17 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
     recorded = store_config(cfg, config, switch={"schedule": "never"}, evaluate={"split": options.split})
-    try:
-        store = TrajectoryStore.open(
-            options.store,
-            config=recorded,
-            task_source=task_source(loaded),
-            allow_task_change=options.allow_task_change,
-        )
-    except StoreError as exc:
-        raise SystemExit(f"store error: {exc}") from None
-    try:
-        outcome = run_rollouts(
-            loaded.tasks,
-            store,
-            config,
-            options.samples_per_task,
-            options.num_workers,
-            stop,
-            options.stop_grace_s,
-        )
-    finally:
-        store.close()
-    if stop.requested:
-        stop.exit()
+    store, outcome = run_into_store(
+        options.store,
+        recorded,
+        config,
+        loaded,
+        stop,
+        samples_per_task=options.samples_per_task,
+        num_workers=options.num_workers,
+        grace_s=options.stop_grace_s,
+        allow_task_change=options.allow_task_change,
+    )
     wanted = {t.instance_id for t in loaded.tasks}
     trajectories = [t for t in store.read() if t.instance_id in wanted]
     model_name = config.policies["student"].model_name

@@ -32,7 +32,7 @@ from oec.policies import PolicyBuilder, PolicyConfig, make_policy_builder
 from oec.progress import RolloutProgress
 from oec.rollout import AgentConfig, RolloutSettings, rollout_seed, run_rollout
 from oec.runtime import StopRequest
-from oec.store import Key, TaskSource, TrajectoryStore
+from oec.store import Key, StoreError, TaskSource, TrajectoryStore
 from oec.student import StudentModel
 from oec.switch import ROLES, SwitchConfig
 from oec.tasks import LoadResult, TasksConfig, load_from_config
@@ -127,6 +127,41 @@ def select_tasks(options: TasksConfig) -> LoadResult:
 def task_source(loaded: LoadResult) -> TaskSource:
     """The tasks file ``loaded`` was read from (the bundled one for embedded tasks) and its hash."""
     return TaskSource.of_file(loaded.source)
+
+
+def run_into_store(
+    root: str,
+    recorded: dict[str, Any],
+    config: RolloutConfig,
+    loaded: LoadResult,
+    stop: StopRequest,
+    *,
+    samples_per_task: int,
+    num_workers: int,
+    grace_s: float,
+    allow_config_change: bool = False,
+    allow_task_change: bool = False,
+) -> tuple[TrajectoryStore, RunOutcome]:
+    """Open (or resume) the store at ``root`` and run every missing rollout into it: the part of
+    ``oec.collect`` and ``oec.evaluate`` that is the same. A refused store ends the run with one
+    ``store error`` line; a stop signal ends it with the signal's status once the store is closed."""
+    try:
+        store = TrajectoryStore.open(
+            root,
+            config=recorded,
+            allow_config_change=allow_config_change,
+            task_source=task_source(loaded),
+            allow_task_change=allow_task_change,
+        )
+    except StoreError as exc:
+        raise SystemExit(f"store error: {exc}") from None
+    try:
+        outcome = run_rollouts(loaded.tasks, store, config, samples_per_task, num_workers, stop, grace_s)
+    finally:
+        store.close()
+    if stop.requested:
+        stop.exit()
+    return store, outcome
 
 
 @dataclass
