@@ -10,9 +10,9 @@ skips what the first is running or has stored.
 
 On a stop signal (:class:`oec.runtime.StopRequest`) no rollout is launched any more, the queued
 ones are dropped, and the ones in flight get ``grace_s`` to finish and be stored. What is still
-running then is abandoned: the workers are daemon threads, so they do not hold the interpreter's
-exit, and each abandoned sandbox is released by its own exit-time finalizer (the local runtime
-kills the command's process group and every marked process, and removes the sandbox root).
+running then is abandoned: its claim is released, its sandbox closed (:func:`oec.env.close_open_sandboxes`)
+and, since a worker thread may be inside native code (generation) where interpreter shutdown
+aborts, the process ends with ``os._exit`` once the store is closed (:meth:`StopRequest.exit`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from oec.config import ConfigError, parse, to_container
-from oec.env import SandboxConfig
+from oec.env import SandboxConfig, close_open_sandboxes
 from oec.policies import PolicyBuilder, PolicyConfig, make_policy_builder
 from oec.progress import RolloutProgress
 from oec.rollout import AgentConfig, RolloutSettings, rollout_seed, run_rollout
@@ -160,7 +160,10 @@ def run_into_store(
     finally:
         store.close()
     if stop.requested:
-        stop.exit()
+        if outcome.workers_left:
+            closed = close_open_sandboxes()
+            log.warning("closed the %d sandboxes of abandoned rollouts", closed)
+        stop.exit(threads_left=outcome.workers_left)
     return store, outcome
 
 
@@ -173,9 +176,11 @@ class RunOutcome:
     claimed_elsewhere: list[Key] = field(default_factory=list)
     """Pairs another live writer was rolling out or had stored meanwhile: not run here."""
     abandoned: list[Key] = field(default_factory=list)
-    """In flight when the grace ran out: not stored, their sandboxes released at exit."""
+    """In flight when the grace ran out: not stored, their sandboxes closed before the exit."""
     cancelled: int = 0
     """Queued pairs never started because of the stop."""
+    workers_left: bool = False
+    """Some worker thread still runs (an abandoned rollout): the process must not wait for it."""
 
 
 _STARTED, _FINISHED, _FAILED, _SKIPPED = "started", "finished", "failed", "skipped"
@@ -294,6 +299,7 @@ def run_rollouts(
                 break
             outcome.cancelled += 1
         outcome.abandoned = sorted(in_flight)
+        outcome.workers_left = any(thread.is_alive() for thread in threads)
         for key in outcome.abandoned:
             store.release(key)
         log.warning(

@@ -11,9 +11,12 @@ lets in-flight rollouts finish within a grace, stores them, and the entry point 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +55,30 @@ class StopRequest:
         else:
             self.forced = True
 
-    def exit(self) -> None:
+    def exit(self, threads_left: bool) -> NoReturn:
         """End the process after a stop: 128 + the signal number (143 SIGTERM, 130 SIGINT), except
-        that SIGUSR2 goes to the handler it replaced when there was one (submitit: requeue, exit)."""
+        that SIGUSR2 goes first to the handler it replaced when there was one (submitit: requeue,
+        exit). ``threads_left``: abandoned rollouts still run in worker threads, possibly inside
+        native code (generation), where interpreter shutdown aborts the process (std::terminate,
+        exit 134); the process then ends at once, output flushed and atexit handlers skipped (the
+        caller has closed the store and the sandboxes)."""
         assert self.signum is not None, "exit() is for a process that received a stop signal"
-        previous = self._previous.get(self.signum)
-        if self.signum == signal.SIGUSR2 and callable(previous):
-            log.warning("handing SIGUSR2 over to the handler installed before (submitit requeues the job)")
-            previous(self.signum, None)
         status = 128 + self.signum
-        log.warning("stopped by %s; exit status %d; rerun the same command to resume", self.name, status)
-        raise SystemExit(status)
+        previous = self._previous.get(self.signum)
+        try:
+            if self.signum == signal.SIGUSR2 and callable(previous):
+                log.warning("handing SIGUSR2 to the handler installed before (submitit requeues the job)")
+                previous(self.signum, None)
+            log.warning("stopped by %s; exit status %d; rerun the same command to resume", self.name, status)
+            raise SystemExit(status)
+        except BaseException as exc:
+            if not threads_left:
+                raise
+            if not isinstance(exc, SystemExit):
+                log.error("the SIGUSR2 handler failed: %r", exc)
+            code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else status
+            logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)

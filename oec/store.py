@@ -412,6 +412,18 @@ def _claim_path(root: Path, key: Key) -> Path:
     return root / CLAIMS / f"{quote(key[0], safe='')}#{key[1]}"
 
 
+def _unlink_if_same_file(path: Path, fd: int) -> None:
+    """Remove ``path`` if it still names the file open as ``fd`` (and is not a newer claim file).
+
+    Only for a stored pair: every later claimer finds it stored whichever file it locks. A pair
+    that is not stored keeps its file, since a claimer that opened it before the removal would lock
+    the removed file while a later one locks a new file at the same path.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            path.unlink()
+
+
 class TrajectoryStore:
     """A writer (and reader) of one store directory; create with :meth:`open`."""
 
@@ -542,6 +554,9 @@ class TrajectoryStore:
                 os.close(fd)
                 raise
             if key in self._done:
+                # The claim file may be one this call created after the storing writer removed
+                # its own: remove it too, or claims/ keeps a file per pair raced this way.
+                _unlink_if_same_file(path, fd)
                 os.close(fd)
                 return False
             self._claims[key] = fd
@@ -594,7 +609,7 @@ class TrajectoryStore:
             if fd is not None:
                 # Deleted only now that the record is durable: a writer that takes a fresh claim
                 # file for this pair then finds the pair stored and lets it go.
-                _claim_path(self.root, trajectory.key).unlink(missing_ok=True)
+                _unlink_if_same_file(_claim_path(self.root, trajectory.key), fd)
                 os.close(fd)
 
     def _update_manifest(self) -> None:

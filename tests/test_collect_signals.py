@@ -154,7 +154,7 @@ def test_sigusr2_stops_then_hands_over_to_the_handler_it_replaced() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.forced and stop.signum == signal.SIGUSR2
         with pytest.raises(SystemExit) as exited:
-            stop.exit()
+            stop.exit(threads_left=False)
         assert calls == [signal.SIGUSR2] and exited.value.code == 128 + signal.SIGUSR2
     finally:
         signal.signal(signal.SIGUSR2, before)

@@ -1,10 +1,15 @@
 """Sandboxes: where the agent's commands run, one fresh working copy of the task repo per rollout.
 
 ``make_sandbox(config, task)`` is the only constructor the rest of the code calls. Everything else
-talks to the :class:`~oec.env.base.Sandbox` protocol.
+talks to the :class:`~oec.env.base.Sandbox` protocol. :func:`close_open_sandboxes` closes every
+sandbox still open, for a process that must exit while rollouts are in flight.
 """
 
 from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
 
 from oec.env.base import ExecResult, Sandbox
 from oec.env.config import ResourceLimits, SandboxConfig
@@ -18,8 +23,12 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "SandboxError",
+    "close_open_sandboxes",
     "make_sandbox",
 ]
+
+_open_sandboxes: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+_open_lock = threading.Lock()
 
 
 def make_sandbox(config: SandboxConfig, task: Task) -> Sandbox:
@@ -28,4 +37,18 @@ def make_sandbox(config: SandboxConfig, task: Task) -> Sandbox:
         raise SandboxError(
             f"task {task.instance_id!r}: field 'snapshot' is empty; the local runtime clones that repository"
         )
-    return LocalSandbox(task.snapshot, task.base_commit, config)
+    sandbox = LocalSandbox(task.snapshot, task.base_commit, config)
+    with _open_lock:
+        _open_sandboxes.add(sandbox)
+    return sandbox
+
+
+def close_open_sandboxes() -> int:
+    """Close every sandbox :func:`make_sandbox` made that is still open (closing twice is safe);
+    returns how many were closed. The rollouts using them then fail at their next command."""
+    with _open_lock:
+        sandboxes = list(_open_sandboxes)
+    for sandbox in sandboxes:
+        with contextlib.suppress(Exception):
+            sandbox.close()
+    return len(sandboxes)
