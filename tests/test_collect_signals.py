@@ -160,3 +160,16 @@ def test_sigusr2_stops_then_hands_over_to_the_handler_it_replaced() -> None:
         signal.signal(signal.SIGUSR2, before)
         for signum, handler in saved.items():
             signal.signal(signum, handler)
+
+
+@pytest.mark.slow
+def test_a_stop_while_the_student_generates_exits_with_the_signals_status(tmp_path: Path) -> None:
+    """The demo's tiny hf student generates in worker threads (native code): the abandoned ones
+    must not take the exit down with them (interpreter shutdown under them aborted: exit 134)."""
+    sandboxes = tmp_path / "sandboxes"
+    log = tmp_path / "term.log"
+    process = collect(tmp_path / "store", sandboxes, log, "switch=demo", "collect.stop_grace_s=0")
+    elapsed = signal_when(process, lambda: sandboxes.is_dir() and any(sandboxes.iterdir()), signal.SIGTERM)
+    assert process.returncode == 143, log.read_text()[-3000:]
+    assert " 0 abandoned" not in stop_line(log) and elapsed < 10
+    assert list(sandboxes.iterdir()) == [] and live_sandbox_processes(sandboxes) == []
