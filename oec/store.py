@@ -244,14 +244,6 @@ def _repair_hint(root: Path) -> str:
     return f"`python -m oec.store check --repair {root}` keeps the valid records and moves bad lines aside"
 
 
-def _read_shard(path: Path) -> Iterator[tuple[int, Trajectory]]:
-    """(line number, trajectory) of every complete line; a corrupt line is a :class:`StoreError`."""
-    for line in _scan_shard(path):
-        if line.trajectory is None:
-            raise StoreError(f"{path}: {line.error}; {_repair_hint(path.parent.parent)}")
-        yield line.number, line.trajectory
-
-
 def _shards(root: Path) -> list[Path]:
     return sorted((root / SHARDS).glob("shard-*.jsonl"))
 
@@ -266,17 +258,29 @@ def load_manifest(root: str | Path) -> dict[str, Any]:
         raise StoreError(f"{path} is not valid JSON: {exc}") from exc
 
 
-def read_trajectories(root: str | Path, accepted_only: bool = False) -> Iterator[Trajectory]:
-    """Every stored trajectory (the first record of a duplicated pair), without modifying the store."""
+def read_records(
+    root: str | Path, accepted_only: bool = False
+) -> Iterator[tuple[Trajectory, dict[str, Any]]]:
+    """Every stored trajectory (the first record of a duplicated pair) with the provenance its line
+    carries (:data:`PROVENANCE_KEYS`, None where the line has none), without modifying the store.
+    A corrupt line is a :class:`StoreError`."""
     load_manifest(root)
     seen: set[Key] = set()
     for shard in _shards(Path(root)):
-        for _, trajectory in _read_shard(shard):
-            if trajectory.key in seen:
+        for line in _scan_shard(shard):
+            if line.trajectory is None or line.record is None:
+                raise StoreError(f"{shard}: {line.error}; {_repair_hint(Path(root))}")
+            if line.trajectory.key in seen:
                 continue
-            seen.add(trajectory.key)
-            if trajectory.accepted or not accepted_only:
-                yield trajectory
+            seen.add(line.trajectory.key)
+            if line.trajectory.accepted or not accepted_only:
+                yield line.trajectory, {key: line.record.get(key) for key in PROVENANCE_KEYS}
+
+
+def read_trajectories(root: str | Path, accepted_only: bool = False) -> Iterator[Trajectory]:
+    """Every stored trajectory (the first record of a duplicated pair), without modifying the store."""
+    for trajectory, _ in read_records(root, accepted_only):
+        yield trajectory
 
 
 @dataclass
