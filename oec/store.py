@@ -756,9 +756,19 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``check ROOT [--repair]``: exit 0 when clean, 1 on duplicates or corrupt lines (after
-    ``--repair``: when nothing is left to fix, 0), 2 when the store cannot be read."""
+    ``--repair``: when nothing is left to fix, 0), 2 when the store cannot be read.
+    ``export``: see :mod:`oec.interop.export`."""
+    argv = sys.argv[1:] if argv is None else argv
+    # export renders with transformers (seconds to import): dispatched before parsing, so check stays light.
+    if argv[:1] == ["export"]:
+        from oec.interop.export import main as export_main
+
+        return export_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m oec.store", description="Inspect a trajectory store.")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "export", help="write the store as a Hugging Face dataset or JSONL (python -m oec.store export -h)"
+    )
     check = commands.add_parser("check", help="find duplicated pairs, corrupt lines and torn tails")
     check.add_argument("root", type=Path)
     check.add_argument(

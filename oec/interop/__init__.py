@@ -1,0 +1,1 @@
+"""Trajectory interop: stores exported as datasets other trainers read, public trajectories imported."""
