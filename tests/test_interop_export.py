@@ -176,6 +176,22 @@ def test_hf_export_columns_verdicts_and_provenance(store, tmp_path):
     assert (counts["read"], counts["not_accepted"], counts["exported"]) == (5, 2, 3)
 
 
+def test_each_row_carries_the_config_hash_of_its_record(tmp_path):
+    """After a resume with another config, each row names the config that made its record."""
+    root = tmp_path / "store"
+    with TrajectoryStore.open(root, STORE_CONFIG) as writer:
+        writer.append(trajectory(0, turns=2))
+    changed = {**STORE_CONFIG, "seed": 1}
+    with TrajectoryStore.open(root, changed, allow_config_change=True) as writer:
+        writer.append(trajectory(1, turns=2))
+    out = tmp_path / "jsonl"
+    assert main([str(root), "--format", "jsonl", "--out", str(out)]) == 0
+    hashes = [row["config_hash"] for row in _read_jsonl(out)]
+    manifest = load_manifest(root)
+    assert hashes == [manifest["config_hash"], manifest["config_changes"][0]["config_hash"]]
+    assert hashes[0] != hashes[1]
+
+
 def test_export_refuses_an_occupied_folder_and_a_missing_store(store, tmp_path, capsys):
     occupied = tmp_path / "occupied"
     occupied.mkdir()
