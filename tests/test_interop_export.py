@@ -22,6 +22,7 @@ from oec.data.render import Example, render
 from oec.interop.export import EXPORT_INFO, FEATURES, JSONL_FILE, compose_student, main
 from oec.sft.loss import masked_lm_loss_sum
 from oec.store import TrajectoryStore, load_manifest
+from oec.store import main as store_main
 from oec.types import Message, Trajectory, Verdict
 from tests.sft_helpers import micro_model, trajectory
 
@@ -153,7 +154,8 @@ def test_jsonl_export_equals_training_examples_and_reads_back(
 
 def test_hf_export_columns_verdicts_and_provenance(store, tmp_path):
     out = tmp_path / "hf"
-    assert main([str(store), "--format", "hf", "--out", str(out), "--mask", "assistant"]) == 0
+    # Through the store's entry point, as `python -m oec.store export` runs it.
+    assert store_main(["export", str(store), "--format", "hf", "--out", str(out), "--mask", "assistant"]) == 0
     dataset = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))
     assert dataset.features == FEATURES
     rows = {r["instance_id"]: r for r in dataset}
