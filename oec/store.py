@@ -752,8 +752,11 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``check ROOT [--repair]``: exit 0 when clean, 1 on duplicates or corrupt lines (after
-    ``--repair``: when nothing is left to fix, 0), 2 when the store cannot be read."""
-    parser = argparse.ArgumentParser(prog="python -m oec.store", description="Inspect a trajectory store.")
+    ``--repair``: when nothing is left to fix, 0), 2 when the store cannot be read.
+    ``import --format FORMAT --out STORE PATH...``: see :mod:`oec.interop.cli`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m oec.store", description="Inspect a trajectory store, or import into one."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="find duplicated pairs, corrupt lines and torn tails")
     check.add_argument("root", type=Path)
@@ -762,7 +765,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep every valid record; move corrupt lines, duplicates and torn tails to quarantine/",
     )
+    # import: other agents' trajectories into a store (oec.interop).
+    from oec.interop.cli import add_import_parser, run_import
+
+    add_import_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "import":
+        return run_import(args)
     try:
         if args.repair:
             repair = repair_store(args.root)

@@ -1,0 +1,224 @@
+"""``python -m oec.store import``: SWE-agent ``.traj`` and mini-swe-agent trajectories, read from the
+real files in ../shared/fixtures (MIT-licensed, see their LICENSE files), become stored trajectories
+that render with the student's template and keep every assistant turn's action."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from oec.agent.actions import ToolCall, parse_action
+from oec.data.render import RenderError, render
+from oec.interop import minisweagent, sweagent
+from oec.interop.convert import ImportOptions, Skip, to_trajectory
+from oec.store import load_manifest, main, read_trajectories
+from oec.types import Trajectory
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+"""The public fixtures live outside the checkout, in ../shared/fixtures."""
+SWE_AGENT = FIXTURES / "sweagent"
+FUNCTION_CALLING = SWE_AGENT / "marshmallow-code__marshmallow-1867.function_calling.traj"
+OLD_HISTORY = SWE_AGENT / "swe-agent__test-repo-i1.traj"
+MINI = FIXTURES / "minisweagent" / "local.traj.json"
+
+
+def fixture(path: Path) -> Path:
+    """``path``; skips the calling test when the fixtures are absent."""
+    if not path.exists():
+        pytest.skip(f"the fixture {path} is absent (it comes with ../shared, beside the checkout)")
+    return path
+
+
+def imported(tmp_path: Path, *args: str) -> list[Trajectory]:
+    out = tmp_path / "store"
+    assert main(["import", "--out", str(out), *args]) == 0
+    return list(read_trajectories(out))
+
+
+def actions(trajectory: Trajectory) -> list:
+    return [parse_action(m.content) for m in trajectory.messages if m.role == "assistant"]
+
+
+# --------------------------------------------------------------------------- SWE-agent
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [(FUNCTION_CALLING, "unmappable_tool:create"), (OLD_HISTORY, "unmappable_tool:find_file")],
+)
+def test_swe_agent_windowed_editor_calls_skip_the_file_by_default(path, reason):
+    with pytest.raises(Skip) as skip:
+        sweagent.read(fixture(path), ImportOptions())
+    assert skip.value.reason == reason
+
+
+def test_swe_agent_fixtures_import_with_every_action_patch_and_exit_status(tmp_path, tokenizer, capsys):
+    fixture(SWE_AGENT)
+    stored = imported(tmp_path, "--format", "swe-agent", "--foreign-tools-as-bash", str(SWE_AGENT))
+    assert "imported" in capsys.readouterr().out
+    by_id = {t.instance_id: t for t in stored}
+    assert sorted(by_id) == ["marshmallow-code__marshmallow-1867", "swe-agent__test-repo-i1"]
+    assert sorted(t.sample_index for t in stored) == [0, 1]
+    for path, instance_id, model in [
+        (FUNCTION_CALLING, "marshmallow-code__marshmallow-1867", "gpt-4o"),
+        (OLD_HISTORY, "swe-agent__test-repo-i1", "unknown"),
+    ]:
+        data = json.loads(path.read_text())
+        trajectory = by_id[instance_id]
+        steps = data["trajectory"]
+        kept = actions(trajectory)
+        assert len(kept) == trajectory.num_turns == len(steps)
+        replies = [e for e in data["history"] if e["role"] == "assistant" and not e.get("is_demo")]
+        for step, reply, action in zip(steps, replies, kept, strict=True):
+            # The conversation's thought (two steps of the function-calling file record a shorter one).
+            assert action.thought == reply["thought"].strip()
+            if step["action"].strip() == "submit":
+                assert action.call == ToolCall("submit")
+            else:
+                assert action.call == ToolCall("bash", {"command": step["action"].strip()})
+        observations = [m for m in trajectory.messages if m.author == "env"]
+        assert len(observations) == len(steps) - 1  # submit ends the episode without one
+        assert all(m.kind == "observation" and m.content.startswith("OBSERVATION:\n") for m in observations)
+        assert trajectory.patch == data["info"]["submission"]
+        assert trajectory.exit_status == data["info"]["exit_status"] == "submitted"
+        assert trajectory.mode == "bc" and trajectory.models == {"expert": model}
+        assert trajectory.verdict is None and not trajectory.accepted
+        assert trajectory.filter_reasons == ["unverified"]
+        assert trajectory.messages[1].content.startswith("<issue>\n")
+        for mask in ("expert", "assistant"):
+            example = render(trajectory, tokenizer, mask=mask)
+            assert len(example.spans) == len(steps) and all(s.supervised for s in example.spans)
+    stats = by_id["swe-agent__test-repo-i1"].token_counts
+    assert stats == {"expert_prompt": 52861, "expert_completion": 326}
+
+
+def test_swe_agent_function_calling_keeps_mapped_tool_calls(tmp_path):
+    """The function-calling fixture's bash calls are taken from ``tool_calls``, not from ``action``."""
+    source = sweagent.read(fixture(FUNCTION_CALLING), ImportOptions(foreign_tools_as_bash=True))
+    history = [e for e in json.loads(FUNCTION_CALLING.read_text())["history"] if e["role"] == "assistant"]
+    for entry, turn in zip(history, source.turns, strict=True):
+        function = entry["tool_calls"][0]["function"]
+        if function["name"] == "bash":
+            assert turn.action.call == ToolCall("bash", json.loads(function["arguments"]))
+
+
+def _content_only(data: dict, wrap) -> dict:
+    """``data`` as the oldest SWE-agent files store it: the command only inside the message text."""
+    data = copy.deepcopy(data)
+    for entry in data["history"]:
+        if entry["role"] == "assistant" and not entry.get("is_demo"):
+            entry["content"] = entry.pop("thought") + wrap(entry.pop("action"))
+    return data
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda a: f"```\n{a}```\n", lambda a: f"<command>\n{a}</command>\n"],
+    ids=["fenced", "xml"],
+)
+def test_swe_agent_command_in_the_message_text(tmp_path, wrap):
+    """Without ``action`` fields, the command is read from the fenced block or the XML ``<command>``."""
+    options = ImportOptions(foreign_tools_as_bash=True)
+    derived = tmp_path / OLD_HISTORY.name
+    derived.write_text(json.dumps(_content_only(json.loads(fixture(OLD_HISTORY).read_text()), wrap)))
+    assert sweagent.read(derived, options).turns == sweagent.read(OLD_HISTORY, options).turns
+
+
+# --------------------------------------------------------------------------- mini-swe-agent
+
+
+def test_mini_swe_agent_fixture_imports(tmp_path, tokenizer):
+    messages = json.loads(fixture(MINI).read_text())
+    (trajectory,) = imported(tmp_path, "--format", "mini-swe-agent", str(MINI))
+    kept = actions(trajectory)
+    assert len(kept) == sum(m["role"] == "assistant" for m in messages) == 2
+    assert kept[0].call == ToolCall("bash", {"command": "echo 'hello world'"})
+    assert kept[0].thought == "Here be some dummy command:"
+    assert kept[1].call == ToolCall("submit")
+    assert trajectory.messages[3].content == "OBSERVATION:\nhello world\n"
+    assert trajectory.instance_id == "local" and trajectory.messages[1].content.startswith("<issue>\nBlah")
+    assert trajectory.exit_status == "submitted"
+    assert trajectory.patch == messages[-1]["content"] == ""
+    assert render(trajectory, tokenizer, mask="expert").num_supervised > 0
+
+
+def _v2(messages: list[dict]) -> list[dict]:
+    """The fixture's conversation with v2 tool calls: the command in a ``bash`` call, tool replies."""
+    converted = []
+    for message in messages[:2]:
+        converted.append(message)
+    for message in messages[2:]:
+        if message["role"] == "assistant":
+            thought, command = re.fullmatch(
+                r"(.*?)```mswea_bash_command\n(.*)\n```", message["content"], re.S
+            ).groups()
+            call = {
+                "type": "function",
+                "id": "c",
+                "function": {"name": "bash", "arguments": json.dumps({"command": command})},
+            }
+            converted.append({"role": "assistant", "content": thought, "tool_calls": [call]})
+        else:
+            converted.append({"role": "tool", "tool_call_id": "c", "content": message["content"]})
+    return converted
+
+
+def test_mini_swe_agent_v2_tool_calls_and_info(tmp_path):
+    """v2 tool calls read as the v1 blocks do; ``info`` gives the exit status, patch and model."""
+    messages = json.loads(fixture(MINI).read_text())
+    patch = "diff --git a/x b/x\n"
+    document = {
+        "info": {"exit_status": "Submitted", "submission": patch, "config": {"model": {"model_name": "m"}}},
+        "messages": _v2(messages),
+    }
+    path = tmp_path / "one.traj.json"
+    path.write_text(json.dumps(document))
+    v2 = minisweagent.read(path, ImportOptions())
+    v1 = minisweagent.read(MINI, ImportOptions())
+    assert v2.turns == v1.turns
+    assert (v2.instance_id, v2.exit_status, v2.patch, v2.model) == ("one", "submitted", patch, "m")
+
+
+def test_mini_swe_agent_reply_without_one_command_skips_the_file(tmp_path):
+    messages = json.loads(fixture(MINI).read_text())
+    messages[2]["content"] += "\n\n```mswea_bash_command\nls\n```"
+    path = tmp_path / "two_blocks.traj.json"
+    path.write_text(json.dumps(messages))
+    with pytest.raises(Skip) as skip:
+        minisweagent.read(path, ImportOptions())
+    assert skip.value.reason == "malformed_turn"
+
+
+# --------------------------------------------------------------------------- options and provenance
+
+
+def test_student_author_and_accept_unknown(tmp_path, tokenizer):
+    source = minisweagent.read(fixture(MINI), ImportOptions())
+    student = to_trajectory(source, ImportOptions(author="student", accept_unknown=True), 0)
+    assert student.mode == "on_policy" and student.models == {"student": "unknown"}
+    assert student.accepted and student.filter_reasons == [] and student.verdict is None
+    with pytest.raises(RenderError) as refused:
+        render(student, tokenizer, mask="expert")
+    assert refused.value.reason == "no_supervised"
+    assert render(student, tokenizer, mask="assistant").num_supervised > 0
+
+
+def test_store_records_the_import_and_a_second_import_finds_the_pairs(tmp_path, capsys):
+    out = tmp_path / "store"
+    args = ["import", "--format", "mini-swe-agent", "--out", str(out), str(fixture(MINI).parent)]
+    assert main(args) == 0
+    config = load_manifest(out)["config"]["import"]
+    assert config["format"] == "mini-swe-agent" and config["author"] == "expert"
+    assert config["sources"][0]["path"] == str(MINI)
+    assert len(config["sources"][0]["sha256"]) == 64
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "already_stored" in capsys.readouterr().out
+    assert len(list(read_trajectories(out))) == 1
+    assert main([*args, "--accept-unknown"]) == 2
+    assert "differs from the store's" in capsys.readouterr().err
+    assert main(["import", "--format", "swe-agent", "--out", str(tmp_path / "x"), str(tmp_path / "no")]) == 2
