@@ -128,6 +128,39 @@ def test_swe_agent_command_in_the_message_text(tmp_path, wrap):
     assert sweagent.read(derived, options).turns == sweagent.read(OLD_HISTORY, options).turns
 
 
+def test_swe_agent_editor_command_line_maps_to_our_editor(tmp_path):
+    """A thought-action ``str_replace_editor`` command line becomes our editor call, flags split as a
+    shell would; ``submit`` and other command lines become ``submit`` and ``bash``."""
+    data = json.loads(fixture(OLD_HISTORY).read_text())
+    replies = [e for e in data["history"] if e["role"] == "assistant" and not e.get("is_demo")]
+    replies[0]["action"] = "grep -rl missing_colon .\n"
+    replies[1]["action"] = "str_replace_editor view tests/missing_colon.py --view_range '[1, 5]'\n"
+    replies[2]["action"] = (
+        "str_replace_editor str_replace tests/missing_colon.py --old_str '-> float\n' --new_str '-> float:\n'"
+    )
+    derived = tmp_path / OLD_HISTORY.name
+    derived.write_text(json.dumps(data))
+    calls = [turn.action.call for turn in sweagent.read(derived, ImportOptions()).turns]
+    assert calls == [
+        ToolCall("bash", {"command": "grep -rl missing_colon ."}),
+        ToolCall(
+            "str_replace_editor",
+            {"command": "view", "path": "tests/missing_colon.py", "view_range": "[1, 5]"},
+        ),
+        ToolCall(
+            "str_replace_editor",
+            {
+                "command": "str_replace",
+                "path": "tests/missing_colon.py",
+                "old_str": "-> float\n",
+                "new_str": "-> float:\n",
+            },
+        ),
+        ToolCall("bash", {"command": "python tests/missing_colon.py"}),
+        ToolCall("submit"),
+    ]
+
+
 # --------------------------------------------------------------------------- mini-swe-agent
 
 

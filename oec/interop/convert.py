@@ -88,6 +88,13 @@ class Source:
     """Prompt and completion tokens of the source's model calls, keyed ``prompt`` / ``completion``."""
 
 
+def message_text(content: object) -> str:
+    """A chat message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
 def bash_observation(output: str, exit_code: int | None) -> str:
     """What our ``bash`` tool shows for a command's output and exit code (see ``ToolBox._observe``)."""
     if output or exit_code is None:

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from oec.agent.actions import Action, ToolCall
-from oec.interop.convert import ImportOptions, Skip, Source, Turn, bash_observation, load_json
+from oec.interop.convert import (
+    ImportOptions,
+    Skip,
+    Source,
+    Turn,
+    bash_observation,
+    load_json,
+    message_text,
+)
 from oec.types import ExitStatus
 
 SUFFIXES = (".traj.json",)
@@ -48,12 +56,6 @@ _TASK_PATTERNS = (
 )
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content if isinstance(content, str) else ""
-
-
 def _bash_call(command: str) -> ToolCall:
     command = command.strip()
     if command.startswith(SUBMIT_MARKERS):
@@ -62,7 +64,7 @@ def _bash_call(command: str) -> ToolCall:
 
 
 def _action(message: dict[str, Any]) -> Action:
-    content = _text(message.get("content"))
+    content = message_text(message.get("content"))
     calls = message.get("tool_calls") or []
     if calls:
         if len(calls) != 1:
@@ -122,7 +124,9 @@ def read(path: Path, options: ImportOptions) -> Source:
         action = _action(message)
         following = data[index + 1] if index + 1 < len(data) else None
         answer = (
-            _text(following.get("content")) if following and following.get("role") != "assistant" else None
+            message_text(following.get("content"))
+            if following and following.get("role") != "assistant"
+            else None
         )
         index += 2 if answer is not None else 1
         if action.call.name == "submit":
@@ -146,7 +150,7 @@ def read(path: Path, options: ImportOptions) -> Source:
     model = ((info.get("config") or {}).get("model") or {}).get("model_name")
     return Source(
         instance_id=path.name.removesuffix(".traj.json").removesuffix(".json"),
-        problem_statement=_problem_statement(_text(data[1].get("content"))),
+        problem_statement=_problem_statement(message_text(data[1].get("content"))),
         turns=turns,
         exit_status=status,
         patch=patch,

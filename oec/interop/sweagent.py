@@ -15,6 +15,9 @@ a program on SWE-agent's PATH that our sandbox does not have: the file is skippe
 (``unmappable_tool:<name>``) unless :attr:`ImportOptions.foreign_tools_as_bash`. Every other command
 line is a shell command, hence ``bash``.
 
+Observations are kept as the source shows them (SWE-agent's old prompt lines such as
+``(Open file: ...)`` included), inside our observation format.
+
 Outcome: ``info.exit_status`` (:data:`EXIT_STATUSES`; ``submitted (exit_cost)`` is an automatic
 submission after the cost limit, so ``call_limit``), ``info.submission`` is the patch, and the model
 name comes from ``replay_config.agent.model.name`` (``unknown`` when the file does not name one).
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from oec.agent.actions import Action, ToolCall
-from oec.interop.convert import ImportOptions, Skip, Source, Turn, load_json
+from oec.interop.convert import ImportOptions, Skip, Source, Turn, load_json, message_text
 from oec.types import ExitStatus
 
 SUFFIXES = (".traj",)
@@ -53,13 +56,6 @@ _DOCUMENTED_COMMAND = re.compile(r"^([A-Za-z_][\w-]*):\n\s+docstring:", re.MULTI
 _FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 _XML_COMMAND = re.compile(r"<command>(.*?)</command>", re.DOTALL)
 _ISSUE = re.compile(r"ISSUE:\n(.*?)\n+INSTRUCTIONS:", re.DOTALL)
-
-
-def _text(content: Any) -> str:
-    """A message's text: a string, or the text parts of a list of content parts."""
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content if isinstance(content, str) else ""
 
 
 def _exit_status(info: dict[str, Any]) -> ExitStatus:
@@ -145,7 +141,7 @@ def _command_in_content(content: str) -> tuple[str, str]:
 
 
 def _action(entry: dict[str, Any], documented: set[str], options: ImportOptions) -> Action:
-    content = _text(entry.get("content"))
+    content = message_text(entry.get("content"))
     if entry.get("tool_calls"):
         call = _tool_call(entry, options)
         thought = entry.get("thought", content)
@@ -201,7 +197,7 @@ def read(path: Path, options: ImportOptions) -> Source:
         raise Skip("not_a_swe_agent_traj", "no 'history' list")
     info = data.get("info") or {}
     history = [e for e in data["history"] if isinstance(e, dict) and not e.get("is_demo")]
-    system = next((_text(e.get("content")) for e in history if e.get("role") == "system"), "")
+    system = next((message_text(e.get("content")) for e in history if e.get("role") == "system"), "")
     documented = set(_DOCUMENTED_COMMAND.findall(system))
     turns: list[Turn] = []
     prompt: str | None = None
@@ -215,9 +211,9 @@ def read(path: Path, options: ImportOptions) -> Source:
             action, observed = _action(entry, documented, options), []
         elif role in ("user", "tool"):
             if action is None:
-                prompt = prompt if prompt is not None else _text(entry.get("content"))
+                prompt = prompt if prompt is not None else message_text(entry.get("content"))
             else:
-                observed.append(_text(entry.get("content")))
+                observed.append(message_text(entry.get("content")))
     if action is not None:
         turns.append(Turn(action, None if action.call.name == "submit" else "\n".join(observed) or None))
     submission = info.get("submission")
