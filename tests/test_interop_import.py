@@ -216,6 +216,24 @@ def test_mini_swe_agent_v2_tool_calls_and_info(tmp_path):
     assert (v2.instance_id, v2.exit_status, v2.patch, v2.model) == ("one", "submitted", patch, "m")
 
 
+def test_mini_swe_agent_run_ended_by_the_call_limit(tmp_path):
+    """The exception message that ends a run after an observation is not a turn; no submit call."""
+    messages = json.loads(fixture(MINI).read_text())
+    document = {
+        "info": {"exit_status": "LimitsExceeded", "submission": ""},
+        "messages": [*messages[:4], {"role": "user", "content": ""}],
+    }
+    path = tmp_path / "limit.traj.json"
+    path.write_text(json.dumps(document))
+    source = minisweagent.read(path, ImportOptions())
+    assert [t.action.call.name for t in source.turns] == ["bash"]
+    assert source.turns[0].observation == "hello world\n"
+    assert (source.exit_status, source.patch) == ("call_limit", "")
+    assert to_trajectory(source, ImportOptions(accept_unknown=True), 0).filter_reasons == [
+        "exit_status:call_limit"
+    ]
+
+
 def test_mini_swe_agent_reply_without_one_command_skips_the_file(tmp_path):
     messages = json.loads(fixture(MINI).read_text())
     messages[2]["content"] += "\n\n```mswea_bash_command\nls\n```"

@@ -8,8 +8,10 @@ text before the block (v1) or the reply's content (v2) is the thought. A command
 ``echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT`` (or the older ``MINI_SWE_AGENT_FINAL_OUTPUT``) is
 mini-swe-agent's submission, hence our ``submit``; the message after it holds the submitted patch.
 
-A reply without exactly one command is a format error the source answered with a reminder; such a
-file is skipped (``malformed_turn``) rather than training on a reply that is not a call.
+A last message after an observation is the message of the exception that ended the run (e.g.
+``LimitsExceeded``), not a turn. A reply without exactly one command is a format error the source
+answered with a reminder; such a file is skipped (``malformed_turn``) rather than training on a
+reply that is not a call.
 Observations ``<returncode>N</returncode><output>...</output>`` become what our ``bash`` tool prints
 for that output and exit code; any other observation text is kept as it is.
 
@@ -118,6 +120,10 @@ def read(path: Path, options: ImportOptions) -> Source:
     while index < len(data):
         message = data[index]
         if message.get("role") != "assistant":
+            if index == len(data) - 1:
+                # The message of the exception that ended the run (e.g. LimitsExceeded), not a turn.
+                index += 1
+                break
             raise Skip(
                 "malformed_turn", f"message {index} is {message.get('role')!r}, not an assistant reply"
             )
