@@ -13,10 +13,10 @@ import pytest
 
 from oec.agent.actions import ToolCall, parse_action
 from oec.data.render import RenderError, render
-from oec.interop import minisweagent, sweagent
-from oec.interop.convert import ImportOptions, Skip, to_trajectory
+from oec.interop import minisweagent, openhands, sweagent, swesmith
+from oec.interop.convert import ImportOptions, Skip, Source, to_trajectory
 from oec.store import load_manifest, main, read_trajectories
-from oec.types import Trajectory
+from oec.types import Trajectory, Verdict
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 """The public fixtures live outside the checkout, in ../shared/fixtures."""
@@ -273,3 +273,162 @@ def test_store_records_the_import_and_a_second_import_finds_the_pairs(tmp_path, 
     assert main([*args, "--accept-unknown"]) == 2
     assert "differs from the store's" in capsys.readouterr().err
     assert main(["import", "--format", "swe-agent", "--out", str(tmp_path / "x"), str(tmp_path / "no")]) == 2
+
+
+# --------------------------------------------------------------------------- SWE-smith rows
+# No SWE-smith trajectory file is in ../shared/fixtures (only a report and test output of one
+# instance), so the rows below are built from the documented layout of the Hugging Face dataset
+# SWE-bench/SWE-smith-trajectories: ``messages`` a JSON string of SWE-agent's chat messages (``tool``
+# format: OpenAI tool calls; ``xml`` format: ``<function=...>`` blocks in the reply text).
+
+SMITH_ID = "getmoto__moto.694ce1f4.pr_7331"
+SMITH_SYSTEM = "You are a helpful assistant that can interact with a computer to solve tasks."
+SMITH_TASK = (
+    "<uploaded_files>\n/testbed\n</uploaded_files>\nI've uploaded a python code repository in the "
+    "directory /testbed. Consider the following PR description:\n\n<pr_description>\n{issue}\n"
+    "</pr_description>\n\nCan you help me implement the necessary changes to the repository so that "
+    "the requirements specified in the <pr_description> are met?"
+)
+SMITH_CALLS = [
+    (
+        "Let me find where the region is read.",
+        "bash",
+        {"command": "grep -rn 'region_name' /testbed/moto/core/models.py"},
+    ),
+    (
+        "The default region is wrong; fix it.",
+        "str_replace_editor",
+        {
+            "command": "str_replace",
+            "path": "/testbed/moto/core/models.py",
+            "old_str": 'region = "us-west-1"',
+            "new_str": 'region = "us-east-1"',
+        },
+    ),
+    ("The change is made; submitting.", "submit", {}),
+]
+SMITH_OBSERVATIONS = [
+    'OBSERVATION:\n12:        region = "us-west-1"\n',
+    "OBSERVATION:\nThe file /testbed/moto/core/models.py has been edited.",
+    "OBSERVATION:\ndiff --git a/moto/core/models.py b/moto/core/models.py\n",
+]
+SMITH_PATCH = "diff --git a/moto/core/models.py b/moto/core/models.py\n"
+
+
+def smith_messages(fmt: str, instance: str = SMITH_ID, calls=SMITH_CALLS) -> list[dict]:
+    """A SWE-smith conversation in the ``tool`` or ``xml`` format."""
+    issue = f"The default region of {instance} is wrong."
+    messages = [
+        {"role": "system", "content": SMITH_SYSTEM, "agent": "main", "message_type": "system_prompt"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": SMITH_TASK.format(issue=issue)}],
+            "agent": "main",
+            "message_type": "observation",
+        },
+    ]
+    for index, ((thought, name, arguments), seen) in enumerate(zip(calls, SMITH_OBSERVATIONS, strict=False)):
+        if fmt == "tool":
+            call = {
+                "id": f"toolu_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+            }
+            messages.append(
+                {"role": "assistant", "content": thought, "tool_calls": [call], "message_type": "action"}
+            )
+            messages.append(
+                {
+                    "role": "tool",
+                    "content": [{"type": "text", "text": seen}],
+                    "tool_call_ids": [f"toolu_{index}"],
+                }
+            )
+        else:
+            parameters = "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in arguments.items())
+            content = f"{thought}\n\n<function={name}>\n{parameters}</function>"
+            messages.append({"role": "assistant", "content": content, "message_type": "action"})
+            messages.append({"role": "user", "content": seen, "message_type": "observation"})
+    return messages
+
+
+def smith_row(fmt: str, traj_id: str, resolved: bool, **kwargs) -> dict:
+    return {
+        "instance_id": kwargs.pop("instance", SMITH_ID),
+        "traj_id": traj_id,
+        "model": "claude-3-7-sonnet-20250219",
+        "resolved": resolved,
+        "patch": SMITH_PATCH,
+        "messages": json.dumps(smith_messages(fmt, **kwargs)),
+    }
+
+
+SMITH_ROWS = [
+    smith_row("tool", f"{SMITH_ID}.b", True),
+    smith_row("xml", f"{SMITH_ID}.a", False),
+    smith_row(
+        "xml", f"{SMITH_ID}.c", True, calls=[("Think first.", "think", {"thought": "hm"}), *SMITH_CALLS[1:]]
+    ),
+    smith_row("tool", f"{SMITH_ID}.d", False, calls=SMITH_CALLS[:2]),
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_swe_smith_rows_in_both_formats(tmp_path, tokenizer, capsys):
+    rows = write_jsonl(tmp_path / "rows.jsonl", SMITH_ROWS)
+    stored = imported(tmp_path, "--format", "swe-smith", str(rows))
+    err = capsys.readouterr().err
+    assert f"{rows}:2: skipped: unmappable_tool:think" in err
+    assert f"{rows}:3: skipped: no_exit_status" in err
+    xml, tool = sorted(stored, key=lambda t: t.sample_index)  # numbered by traj_id: .a, then .b
+    assert (xml.sample_index, tool.sample_index) == (0, 1)
+    expected = [ToolCall(name, arguments) for _, name, arguments in SMITH_CALLS]
+    for trajectory in (xml, tool):
+        kept = actions(trajectory)
+        assert [a.call for a in kept] == expected
+        assert [a.thought for a in kept] == [thought for thought, _, _ in SMITH_CALLS]
+        assert trajectory.messages[1].content.startswith(f"<issue>\nThe default region of {SMITH_ID}")
+        observations = [m.content for m in trajectory.messages if m.author == "env"]
+        assert observations == [f"OBSERVATION:\n{o}" for o in SMITH_OBSERVATIONS[:2]]
+        assert trajectory.patch == SMITH_PATCH and trajectory.exit_status == "submitted"
+        assert trajectory.models == {"expert": "claude-3-7-sonnet-20250219"}
+        assert len(render(trajectory, tokenizer, mask="expert").spans) == 3
+    assert tool.verdict == Verdict(resolved=True) and tool.verdict.status == "graded"
+    assert tool.accepted and tool.filter_reasons == []
+    assert xml.verdict == Verdict(resolved=False) and not xml.accepted
+    assert xml.filter_reasons == ["unresolved"]
+
+
+def test_swe_smith_parquet_and_saved_dataset_read_as_jsonl(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset, DatasetDict
+
+    from oec.interop.convert import Row
+
+    def outcomes(path: Path) -> list[tuple[str, object]]:
+        return [
+            (row.order, row.outcome if isinstance(row.outcome, Source) else row.outcome.reason)
+            for row in swesmith.read(path, ImportOptions())
+        ]
+
+    jsonl = outcomes(write_jsonl(tmp_path / "rows.jsonl", SMITH_ROWS))
+    pq.write_table(pa.Table.from_pylist(SMITH_ROWS), tmp_path / "rows.parquet")
+    assert outcomes(tmp_path / "rows.parquet") == jsonl
+    DatasetDict(
+        {"tool": Dataset.from_list(SMITH_ROWS[:2]), "xml": Dataset.from_list(SMITH_ROWS[2:])}
+    ).save_to_disk(tmp_path / "saved")
+    assert outcomes(tmp_path / "saved") == jsonl
+    labels = [row.label for row in swesmith.read(tmp_path / "saved", ImportOptions())]
+    assert labels[2] == f"{tmp_path / 'saved'}/xml:0"
+    assert isinstance(next(swesmith.read(tmp_path / "rows.parquet", ImportOptions())), Row)
+    # A folder argument finds the saved dataset as one source, besides the files in it.
+    out = tmp_path / "store"
+    assert main(["import", "--format", "swe-smith", "--out", str(out), str(tmp_path / "saved")]) == 0
+    (source,) = load_manifest(out)["config"]["import"]["sources"]
+    assert source["path"] == str(tmp_path / "saved") and len(source["sha256"]) == 64
+    assert len(list(read_trajectories(out))) == 2

@@ -15,9 +15,11 @@ applies :func:`oec.verify.filters.apply_filters` with the default :class:`Filter
 verdict is not accepted (reason ``unverified``) unless ``accept_unknown`` is set, in which case it is
 accepted when the quality filters pass.
 
-``sample_index``: the position of the source file in the sorted list of files of one import, so
-several trajectories of one instance (from different files) never collide, and importing the same
-files into the same store again finds every pair already stored.
+``sample_index``: for formats of one trajectory per file (:data:`Reader`), the position of the
+file in the sorted list of files of one import; for formats of many rows per file (:data:`RowReader`),
+the rank of the row among the rows of its instance (:func:`import_rows`). Either way several
+trajectories of one instance never collide, and importing the same files into the same store again
+finds every pair already stored.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -164,14 +166,40 @@ def to_trajectory(
 
 
 Reader = Callable[[Path, ImportOptions], Source]
+"""A format of one trajectory per file."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a file of many trajectories (JSONL, parquet, a saved ``datasets`` folder)."""
+
+    label: str
+    """Where the row is: ``<file>:<row>`` (``<folder>/<split>:<row>`` for a ``datasets`` folder)."""
+    order: str
+    """Orders the trajectories of one instance (e.g. SWE-smith's ``traj_id``); ties keep file order."""
+    outcome: Source | Skip
+
+
+RowReader = Callable[[Path, ImportOptions], Iterator[Row]]
+"""A format of many trajectories per file."""
+
+DATASET_MARKERS = ("dataset_dict.json", "state.json")
+"""Files that make a folder a saved ``datasets`` folder (``save_to_disk``), read as one source."""
+
+
+def is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in DATASET_MARKERS)
 
 
 def source_files(paths: Sequence[str | Path], suffixes: tuple[str, ...]) -> list[Path]:
     """Every file named in ``paths``, and every file ending in one of ``suffixes`` under a folder
-    among them (recursively), sorted and without repeats; a missing path is a FileNotFoundError."""
+    among them (recursively), sorted and without repeats; a saved ``datasets`` folder is one source
+    itself. A missing path is a FileNotFoundError."""
     found: set[Path] = set()
     for path in map(Path, paths):
-        if path.is_dir():
+        if is_saved_dataset(path):
+            found.add(path)
+        elif path.is_dir():
             found.update(p for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
         elif path.is_file():
             found.add(path)
@@ -181,10 +209,15 @@ def source_files(paths: Sequence[str | Path], suffixes: tuple[str, ...]) -> list
 
 
 def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file; of a folder, over its files' relative names and contents, in order."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -196,7 +229,14 @@ class ImportReport:
     accepted: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     files: dict[str, str] = field(default_factory=dict)
-    """Each source file -> ``imported <instance>#<sample>`` or ``skipped: <reason and detail>``."""
+    """Each source file (or row) -> ``imported <instance>#<sample>`` or ``skipped: <reason and detail>``."""
+
+
+def _read_file(reader: Reader, path: Path, options: ImportOptions) -> Source | Skip:
+    try:
+        return reader(path, options)
+    except Skip as skip:
+        return skip
 
 
 def import_files(
@@ -206,7 +246,41 @@ def import_files(
     out: str | Path,
     options: ImportOptions,
 ) -> ImportReport:
-    """Convert each file with ``reader`` and append the trajectories to the store at ``out``.
+    """Convert each file with ``reader`` and append the trajectories to the store at ``out``;
+    ``sample_index`` is the file's position in ``files``."""
+    entries = ((str(p), i, _read_file(reader, p, options)) for i, p in enumerate(files))
+    return _store(format_name, files, entries, out, options)
+
+
+def import_rows(
+    format_name: str,
+    reader: RowReader,
+    files: Sequence[Path],
+    out: str | Path,
+    options: ImportOptions,
+) -> ImportReport:
+    """Convert every row of each file with ``reader`` and append the trajectories to the store at
+    ``out``. ``sample_index`` numbers the trajectories of one instance across the import, by
+    :attr:`Row.order`, then file, then row, so they never collide and a second import of the same
+    files gives the same keys."""
+    rows = [(row, f, r) for f, path in enumerate(files) for r, row in enumerate(reader(path, options))]
+    by_instance: dict[str, list[tuple[str, int, int]]] = {}
+    for row, f, r in rows:
+        if isinstance(row.outcome, Source):
+            by_instance.setdefault(row.outcome.instance_id, []).append((row.order, f, r))
+    rank = {(f, r): index for group in by_instance.values() for index, (_, f, r) in enumerate(sorted(group))}
+    entries = ((row.label, rank.get((f, r), 0), row.outcome) for row, f, r in rows)
+    return _store(format_name, files, entries, out, options)
+
+
+def _store(
+    format_name: str,
+    files: Sequence[Path],
+    entries: Iterable[tuple[str, int, Source | Skip]],
+    out: str | Path,
+    options: ImportOptions,
+) -> ImportReport:
+    """Append each entry's trajectory (label, sample_index, source) to the store at ``out``.
 
     The store's config records the import (format, files with their SHA-256, options, filters), so
     its records' ``config_hash`` names where they came from; reopening a store made by another import
@@ -224,20 +298,22 @@ def import_files(
     report = ImportReport()
     with TrajectoryStore.open(out, config) as store:
         done = store.done_keys()
-        for sample_index, path in enumerate(files):
+        for label, sample_index, source in entries:
             try:
-                source = reader(path, options)
+                if isinstance(source, Skip):
+                    raise source
                 trajectory = to_trajectory(source, options, sample_index, filters)
                 if trajectory.key in done:
                     raise Skip("already_stored", f"{trajectory.instance_id}#{sample_index}")
             except Skip as skip:
                 report.skipped[skip.reason] += 1
-                report.files[str(path)] = f"skipped: {skip}"
+                report.files[label] = f"skipped: {skip}"
                 continue
             store.append(trajectory)
+            done.add(trajectory.key)
             report.imported += 1
             report.accepted += int(trajectory.accepted)
-            report.files[str(path)] = f"imported {trajectory.instance_id}#{sample_index}"
+            report.files[label] = f"imported {trajectory.instance_id}#{sample_index}"
     return report
 
 

@@ -4,8 +4,11 @@ layouts, and the older ``history`` layout (before ``message_type`` and ``replay_
 The conversation is read from ``history`` (demonstration entries, ``is_demo``, are left out): each
 assistant entry is one model call, and the ``user``/``tool`` entries after it are its observation.
 The call is taken, in order of preference, from the entry's ``tool_calls`` (``function_calling``:
-tool name and JSON arguments), from its ``action`` (the command line every parser records), or from
+tool name and JSON arguments), from a ``<function=NAME><parameter=KEY>...`` block in its content
+(``xml_function_calling``), from its ``action`` (the command line every parser records), or from
 its content (older files: the last fenced block, or ``<command>...</command>`` of the XML parser).
+:func:`conversation` is shared with the SWE-smith rows (:mod:`oec.interop.swesmith`), whose
+messages are SWE-agent's.
 
 Tools: ``bash``, ``str_replace_editor`` and ``submit`` map to ours, one to one (a command line
 ``str_replace_editor view PATH --view_range '[1, 5]'`` is split like a shell would). Any other tool,
@@ -55,6 +58,8 @@ EXIT_STATUSES: dict[str, ExitStatus] = {
 _DOCUMENTED_COMMAND = re.compile(r"^([A-Za-z_][\w-]*):\n\s+docstring:", re.MULTILINE)
 _FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 _XML_COMMAND = re.compile(r"<command>(.*?)</command>", re.DOTALL)
+_XML_FUNCTION = re.compile(r"<function=([\w-]+)>(.*?)</function>", re.DOTALL)
+_XML_PARAMETER = re.compile(r"<parameter=([\w-]+)>(.*?)</parameter>", re.DOTALL)
 _ISSUE = re.compile(r"ISSUE:\n(.*?)\n+INSTRUCTIONS:", re.DOTALL)
 
 
@@ -75,7 +80,8 @@ def _stringify(value: Any) -> str:
 
 
 def _foreign(name: str, command_line: str, options: ImportOptions) -> ToolCall:
-    if not options.foreign_tools_as_bash:
+    """A call of a tool we lack: Skip, or (opted in, when the source recorded one) its command line."""
+    if not options.foreign_tools_as_bash or not command_line.strip():
         raise Skip(f"unmappable_tool:{name}")
     return ToolCall("bash", {"command": command_line.strip()})
 
@@ -111,6 +117,15 @@ def _command_line_call(command_line: str, documented: set[str], options: ImportO
     return ToolCall("bash", {"command": stripped})
 
 
+def _named_call(name: str, arguments: dict[str, Any], command_line: str, options: ImportOptions) -> ToolCall:
+    """The call of tool ``name`` with ``arguments``; ``command_line`` is what a foreign tool ran."""
+    if name not in MAPPED_TOOLS:
+        return _foreign(name, command_line, options)
+    if name == "submit":
+        return ToolCall("submit")
+    return ToolCall(name, {key: _stringify(value) for key, value in arguments.items()})
+
+
 def _tool_call(entry: dict[str, Any], options: ImportOptions) -> ToolCall:
     """The call of a ``function_calling`` entry (exactly one tool call)."""
     calls = entry["tool_calls"]
@@ -123,11 +138,25 @@ def _tool_call(entry: dict[str, Any], options: ImportOptions) -> ToolCall:
         arguments = json.loads(raw) if isinstance(raw, str) else dict(raw)
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise Skip("unparseable_action", f"arguments of {name}: {exc}") from exc
-    if name not in MAPPED_TOOLS:
-        return _foreign(str(name), entry.get("action") or "", options)
-    if name == "submit":
-        return ToolCall("submit")
-    return ToolCall(name, {key: _stringify(value) for key, value in arguments.items()})
+    return _named_call(str(name), arguments, entry.get("action") or "", options)
+
+
+def _xml_function_call(
+    content: str, command_line: str, options: ImportOptions
+) -> tuple[str, ToolCall] | None:
+    """(thought, call) of a reply in SWE-agent's ``xml_function_calling`` format
+    (``<function=NAME><parameter=KEY>VALUE</parameter>...</function>``), or None when it has none.
+    A value's first and last newline are the layout's, not the value's."""
+    matches = list(_XML_FUNCTION.finditer(content))
+    if not matches:
+        return None
+    if len(matches) > 1:
+        raise Skip("multiple_tool_calls", f"{len(matches)} <function=...> blocks in one reply")
+    name, body = matches[0].group(1), matches[0].group(2)
+    arguments = {
+        key: value.removeprefix("\n").removesuffix("\n") for key, value in _XML_PARAMETER.findall(body)
+    }
+    return content[: matches[0].start()], _named_call(name, arguments, command_line, options)
 
 
 def _command_in_content(content: str) -> tuple[str, str]:
@@ -140,9 +169,15 @@ def _command_in_content(content: str) -> tuple[str, str]:
     raise Skip("no_action", "an assistant message without a command")
 
 
-def _action(entry: dict[str, Any], documented: set[str], options: ImportOptions) -> Action:
+def entry_action(entry: dict[str, Any], documented: set[str], options: ImportOptions) -> Action:
+    """The action of one assistant entry: from ``tool_calls``, ``action``, or its content (an
+    ``xml_function_calling`` block, an XML ``<command>`` or a fenced block)."""
     content = message_text(entry.get("content"))
-    if entry.get("tool_calls"):
+    command_line = entry.get("action") if isinstance(entry.get("action"), str) else ""
+    function_call = None if entry.get("tool_calls") else _xml_function_call(content, command_line, options)
+    if function_call is not None:
+        thought, call = function_call
+    elif entry.get("tool_calls"):
         call = _tool_call(entry, options)
         thought = entry.get("thought", content)
     elif isinstance(entry.get("action"), str):
@@ -190,13 +225,12 @@ def _model(data: dict[str, Any]) -> str:
     return "unknown"
 
 
-def read(path: Path, options: ImportOptions) -> Source:
-    """The :class:`Source` of one SWE-agent ``.traj`` file, or :class:`Skip`."""
-    data = load_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("history"), list):
-        raise Skip("not_a_swe_agent_traj", "no 'history' list")
-    info = data.get("info") or {}
-    history = [e for e in data["history"] if isinstance(e, dict) and not e.get("is_demo")]
+def conversation(history: list[dict[str, Any]], options: ImportOptions) -> tuple[str | None, list[Turn]]:
+    """The first user message (the task prompt) and the turns of a SWE-agent style message list.
+
+    Each assistant entry is one model call; the ``user``/``tool`` entries after it are its
+    observation. Commands documented in the system message are the source agent's own tools.
+    """
     system = next((message_text(e.get("content")) for e in history if e.get("role") == "system"), "")
     documented = set(_DOCUMENTED_COMMAND.findall(system))
     turns: list[Turn] = []
@@ -208,7 +242,7 @@ def read(path: Path, options: ImportOptions) -> Source:
         if role == "assistant":
             if action is not None:
                 turns.append(Turn(action, "\n".join(observed) if observed else None))
-            action, observed = _action(entry, documented, options), []
+            action, observed = entry_action(entry, documented, options), []
         elif role in ("user", "tool"):
             if action is None:
                 prompt = prompt if prompt is not None else message_text(entry.get("content"))
@@ -216,6 +250,17 @@ def read(path: Path, options: ImportOptions) -> Source:
                 observed.append(message_text(entry.get("content")))
     if action is not None:
         turns.append(Turn(action, None if action.call.name == "submit" else "\n".join(observed) or None))
+    return prompt, turns
+
+
+def read(path: Path, options: ImportOptions) -> Source:
+    """The :class:`Source` of one SWE-agent ``.traj`` file, or :class:`Skip`."""
+    data = load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("history"), list):
+        raise Skip("not_a_swe_agent_traj", "no 'history' list")
+    info = data.get("info") or {}
+    history = [e for e in data["history"] if isinstance(e, dict) and not e.get("is_demo")]
+    prompt, turns = conversation(history, options)
     submission = info.get("submission")
     stats = info.get("model_stats") or {}
     return Source(
