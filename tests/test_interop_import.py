@@ -432,3 +432,147 @@ def test_swe_smith_parquet_and_saved_dataset_read_as_jsonl(tmp_path):
     (source,) = load_manifest(out)["config"]["import"]["sources"]
     assert source["path"] == str(tmp_path / "saved") and len(source["sha256"]) == 64
     assert len(list(read_trajectories(out))) == 2
+
+
+# --------------------------------------------------------------------------- OpenHands output.jsonl
+# No OpenHands output.jsonl is in ../shared/fixtures; the rows below follow the layout of its
+# SWE-bench evaluation output (EvalOutput: instance_id, instance, instruction, metadata.llm_config,
+# history, llm_completions of {messages, response}, test_result.git_patch, error) and of the
+# SWE-Gym trajectory datasets (a top-level ``messages`` list).
+
+OH_ID = "django__django-11099"
+OH_ISSUE = "UsernameValidator allows trailing newline in usernames."
+OH_INSTRUCTION = (
+    "<uploaded_files>\n/workspace/django__django__3.0\n</uploaded_files>\nI've uploaded a python code "
+    f"repository in the directory django__django__3.0. Consider the following issue description:\n\n"
+    f"<issue_description>\n{OH_ISSUE}\n</issue_description>\n\nCan you help me implement the changes?"
+)
+OH_PATCH = "diff --git a/django/contrib/auth/validators.py b/django/contrib/auth/validators.py\n"
+
+
+def oh_call(index: int, name: str, arguments: dict, thought: str = "") -> dict:
+    call = {
+        "id": f"toolu_{index}",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments)},
+    }
+    return {
+        "role": "assistant",
+        "content": [{"type": "text", "text": thought}] if thought else None,
+        "tool_calls": [call],
+    }
+
+
+def oh_tool(index: int, text: str) -> dict:
+    return {
+        "role": "tool",
+        "tool_call_id": f"toolu_{index}",
+        "name": "x",
+        "content": [{"type": "text", "text": text}],
+    }
+
+
+OH_PREFIX = [
+    {
+        "role": "system",
+        "content": [
+            {"type": "text", "text": "You are OpenHands agent.", "cache_control": {"type": "ephemeral"}}
+        ],
+    },
+    {"role": "user", "content": [{"type": "text", "text": OH_INSTRUCTION}]},
+]
+OH_CONVERSATION = [
+    *OH_PREFIX,
+    oh_call(
+        0,
+        "execute_bash",
+        {
+            "command": "grep -n regex django/contrib/auth/validators.py",
+            "is_input": "false",
+            "security_risk": "LOW",
+        },
+        "Find the regexes.",
+    ),
+    oh_tool(0, "9:    regex = r'^[\\w.@+-]+$'\n[The command completed with exit code 0.]"),
+    oh_call(
+        1,
+        "str_replace_editor",
+        {
+            "command": "view",
+            "path": "/workspace/django__django__3.0/django/contrib/auth/validators.py",
+            "view_range": [1, 20],
+        },
+    ),
+    oh_tool(1, "Here's the result of running `cat -n`..."),
+]
+OH_FINISH = oh_call(2, "finish", {"message": "Done."}, "The regexes now use \\A and \\Z.")
+
+
+def oh_row(instance: str, **fields) -> dict:
+    return {
+        "instance_id": instance,
+        "instance": {"instance_id": instance, "problem_statement": OH_ISSUE},
+        "instruction": OH_INSTRUCTION,
+        "metadata": {
+            "agent_class": "CodeActAgent",
+            "llm_config": {"model": "anthropic/claude-3-5-sonnet-20241022"},
+        },
+        "history": [{"id": 0, "source": "user", "action": "message", "message": OH_INSTRUCTION}],
+        "test_result": {"git_patch": OH_PATCH},
+        "error": None,
+        **fields,
+    }
+
+
+OH_ROWS = [
+    # The logged completions: the last one's messages, then its response's message.
+    oh_row(
+        OH_ID,
+        llm_completions=[
+            {"messages": OH_PREFIX, "response": {"choices": [{"message": OH_CONVERSATION[2]}]}},
+            {"messages": OH_CONVERSATION, "response": {"choices": [{"message": OH_FINISH}]}},
+        ],
+        report={"resolved": True},
+    ),
+    # SWE-Gym style: the final messages at the top level; no verdict.
+    oh_row(f"{OH_ID}-gym", messages=[*OH_CONVERSATION, OH_FINISH]),
+    oh_row("think", messages=[*OH_PREFIX, oh_call(0, "think", {"thought": "hm"}), oh_tool(0, "ok")]),
+    oh_row(
+        "ipython", messages=[*OH_PREFIX, oh_call(0, "execute_ipython_cell", {"code": "1"}), oh_tool(0, "1")]
+    ),
+    oh_row("events-only"),
+]
+
+
+def test_openhands_rows_from_the_logged_completions(tmp_path, tokenizer, capsys):
+    rows = write_jsonl(tmp_path / "output.jsonl", OH_ROWS)
+    stored = {t.instance_id: t for t in imported(tmp_path, "--format", "openhands", str(rows))}
+    err = capsys.readouterr().err
+    assert f"{rows}:2: skipped: unmappable_tool:think" in err
+    assert f"{rows}:3: skipped: unmappable_tool:execute_ipython_cell" in err
+    assert f"{rows}:4: skipped: no_completions" in err
+    assert sorted(stored) == [OH_ID, f"{OH_ID}-gym"]
+    path = "/workspace/django__django__3.0/django/contrib/auth/validators.py"
+    for trajectory in stored.values():
+        kept = actions(trajectory)
+        assert [a.call for a in kept] == [
+            ToolCall("bash", {"command": "grep -n regex django/contrib/auth/validators.py"}),
+            ToolCall("str_replace_editor", {"command": "view", "path": path, "view_range": "[1, 20]"}),
+            ToolCall("submit"),
+        ]
+        assert [a.thought for a in kept] == ["Find the regexes.", "", "The regexes now use \\A and \\Z."]
+        assert trajectory.messages[1].content.startswith(f"<issue>\n{OH_ISSUE}")
+        assert trajectory.patch == OH_PATCH and trajectory.exit_status == "submitted"
+        assert trajectory.models == {"expert": "anthropic/claude-3-5-sonnet-20241022"}
+        assert len(render(trajectory, tokenizer, mask="expert").spans) == 3
+    assert stored[OH_ID].verdict == Verdict(resolved=True) and stored[OH_ID].accepted
+    assert stored[f"{OH_ID}-gym"].verdict is None and stored[f"{OH_ID}-gym"].filter_reasons == ["unverified"]
+    # A foreign tool with a command line is kept as bash only when asked; ``think`` has none.
+    options = ImportOptions(foreign_tools_as_bash=True)
+    with pytest.raises(Skip) as skip:
+        openhands.source(OH_ROWS[2], options)
+    assert skip.value.reason == "unmappable_tool:think"
+    browse = oh_row(
+        "b", messages=[*OH_PREFIX, oh_call(0, "run_shell", {"command": "ls"}), oh_tool(0, ""), OH_FINISH]
+    )
+    assert openhands.source(browse, options).turns[0].action.call == ToolCall("bash", {"command": "ls"})
