@@ -576,3 +576,59 @@ def test_openhands_rows_from_the_logged_completions(tmp_path, tokenizer, capsys)
         "b", messages=[*OH_PREFIX, oh_call(0, "run_shell", {"command": "ls"}), oh_tool(0, ""), OH_FINISH]
     )
     assert openhands.source(browse, options).turns[0].action.call == ToolCall("bash", {"command": "ls"})
+
+
+# --------------------------------------------------------------------------- mix integration
+
+
+def test_imported_store_is_a_mix_source(tmp_path, tokenizer):
+    """An imported SWE-smith store is read by build_mix like any store: arm ``bc``, accepted only,
+    dedupe by instance, per-instance cap, weight, split by instance; the summary names its path."""
+    from rich.console import Console
+
+    from oec.config import parse
+    from oec.data.config import DataConfig
+    from oec.data.mix import build_mix, print_mix_summary
+
+    rows = []
+    for i in range(4):
+        instance = f"{SMITH_ID}{i}"
+        rows += [smith_row("tool", f"{instance}.a", True, instance=instance)]
+        rows += [
+            smith_row(
+                "xml",
+                f"{instance}.b",
+                True,
+                instance=instance,
+                calls=[("Look.", *SMITH_CALLS[0][1:]), *SMITH_CALLS[1:]],
+            )
+        ]
+    rows += [smith_row("xml", f"{SMITH_ID}0.c", True, instance=f"{SMITH_ID}0")]  # renders as 0.a does
+    rows += [smith_row("tool", f"{SMITH_ID}0.d", False, instance=f"{SMITH_ID}0")]  # not accepted
+    store = tmp_path / "smith_bc"
+    assert (
+        main(
+            [
+                "import",
+                "--format",
+                "swe-smith",
+                "--out",
+                str(store),
+                str(write_jsonl(tmp_path / "r.jsonl", rows)),
+            ]
+        )
+        == 0
+    )
+    source = {"arm": "bc", "store": str(store), "per_instance_cap": 1, "weight": 2.0}
+    config = parse(DataConfig, {"sources": [source], "val_fraction": 0.25}, "data")
+    train, val, summary = build_mix(config, tokenizer)
+    (stats,) = summary.sources
+    assert (stats.path, stats.read, stats.not_accepted, stats.duplicates) == (str(store), 10, 1, 1)
+    assert (stats.over_instance_cap, stats.selected) == (4, 4)
+    assert len({e.instance_id for e in val}) == 1 and len(val) == 1
+    assert not {e.instance_id for e in train} & {e.instance_id for e in val}
+    assert len(train) == 2 * 3 and {e.arm for e in train} == {"bc"}
+    assert summary.metrics()["data/train/bc/examples"] == 6
+    console = Console(record=True, width=300)
+    print_mix_summary(summary, console)
+    assert str(store) in console.export_text()

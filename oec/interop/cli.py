@@ -70,7 +70,7 @@ def report_table(report: ImportReport) -> Table:
     """Imported (and accepted) trajectories, then skipped files by reason."""
     table = Table(title="import")
     table.add_column("outcome")
-    table.add_column("files", justify="right")
+    table.add_column("count", justify="right")
     table.add_row("imported", str(report.imported))
     table.add_row("  of which accepted", str(report.accepted))
     for reason, count in sorted(report.skipped.items()):
