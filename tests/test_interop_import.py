@@ -393,7 +393,7 @@ def test_swe_smith_rows_in_both_formats(tmp_path, tokenizer, capsys):
         assert [a.thought for a in kept] == [thought for thought, _, _ in SMITH_CALLS]
         assert trajectory.messages[1].content.startswith(f"<issue>\nThe default region of {SMITH_ID}")
         observations = [m.content for m in trajectory.messages if m.author == "env"]
-        assert observations == [f"OBSERVATION:\n{o}" for o in SMITH_OBSERVATIONS[:2]]
+        assert observations == SMITH_OBSERVATIONS[:2]  # one OBSERVATION line, not two
         assert trajectory.patch == SMITH_PATCH and trajectory.exit_status == "submitted"
         assert trajectory.models == {"expert": "claude-3-7-sonnet-20250219"}
         assert len(render(trajectory, tokenizer, mask="expert").spans) == 3

@@ -5,10 +5,11 @@ action as our typed :class:`Action`, and the observation it got), the exit statu
 model name. :func:`to_trajectory` renders it exactly as a collected rollout is stored: the student's
 system prompt and task prompt (:class:`oec.agent.prompts.Prompts`), each action written with
 :func:`oec.agent.actions.render_action` (so it renders and masks like the student's own calls), each
-observation with :func:`oec.agent.prompts.observation`; ``submit`` ends the conversation, as in the
-loop. Every action must validate against our tools and survive the render -> parse round trip,
-otherwise the file is skipped (:class:`Skip`) with a named reason; a trajectory is imported whole or
-not at all, so every assistant turn of the source is kept.
+observation with :func:`oec.agent.prompts.observation` (a source observation that already starts
+with our ``OBSERVATION:`` line, as SWE-agent's ``next_step_template`` writes it, keeps only one);
+``submit`` ends the conversation, as in the loop. Every action must validate against our tools and
+survive the render -> parse round trip, otherwise the file (or row) is skipped (:class:`Skip`) with a
+named reason; a trajectory is imported whole or not at all, so every assistant turn is kept.
 
 Verdicts are never invented: a source without a resolved flag gets ``verdict=None``. Acceptance
 applies :func:`oec.verify.filters.apply_filters` with the default :class:`FilterConfig`; an unknown
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from oec.agent.actions import Action, FormatError, parse_action, render_action
-from oec.agent.prompts import Prompts, observation
+from oec.agent.prompts import OBSERVATION_PREFIX, Prompts, observation
 from oec.agent.tools import NO_OUTPUT, TOOL_DOCS, InvalidToolCall, validate
 from oec.store import TrajectoryStore
 from oec.types import ExitStatus, Message, Trajectory, Verdict
@@ -140,7 +141,8 @@ def to_trajectory(
                 raise Skip("submit_not_last", f"submit at call {turn} of {len(source.turns)}")
             break
         if step.observation is not None:
-            messages.append(Message("user", observation(step.observation), "env", turn, "observation"))
+            shown = step.observation.removeprefix(OBSERVATION_PREFIX)  # SWE-smith's template adds one too
+            messages.append(Message("user", observation(shown), "env", turn, "observation"))
     tokens = {f"{options.author}_{name}": count for name, count in source.token_counts.items()}
     trajectory = Trajectory(
         instance_id=source.instance_id,
