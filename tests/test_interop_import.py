@@ -632,3 +632,17 @@ def test_imported_store_is_a_mix_source(tmp_path, tokenizer):
     console = Console(record=True, width=300)
     print_mix_summary(summary, console)
     assert str(store) in console.export_text()
+
+
+def test_openhands_mocked_function_calling_reads_the_fncall_messages():
+    """With mocked function calling, the logged ``messages`` / ``response`` are in text form; the tool
+    calls are in ``fncall_messages`` / ``fncall_response``."""
+    text_reply = {"role": "assistant", "content": "<function=finish>\n</function>"}
+    completion = {
+        "messages": [*OH_PREFIX, {"role": "assistant", "content": "<function=execute_bash>..."}],
+        "response": {"choices": [{"message": text_reply}]},
+        "fncall_messages": OH_CONVERSATION,
+        "fncall_response": {"choices": [{"message": OH_FINISH}]},
+    }
+    mocked = openhands.source(oh_row("mocked", llm_completions=[completion]), ImportOptions())
+    assert mocked.turns == openhands.source(OH_ROWS[0], ImportOptions()).turns

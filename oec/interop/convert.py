@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from oec.agent.actions import Action, FormatError, parse_action, render_action
 from oec.agent.prompts import OBSERVATION_PREFIX, Prompts, observation
@@ -208,6 +208,37 @@ def source_files(paths: Sequence[str | Path], suffixes: tuple[str, ...]) -> list
         else:
             raise FileNotFoundError(f"import: {path} does not exist")
     return sorted(found)
+
+
+def read_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | Skip]]:
+    """(label, row) of every row of a JSONL file, a parquet file or a saved ``datasets`` folder."""
+    if is_saved_dataset(path):
+        from datasets import Dataset, load_from_disk
+
+        loaded = load_from_disk(str(path))
+        splits = {"": loaded} if isinstance(loaded, Dataset) else dict(sorted(loaded.items()))
+        for split, dataset in splits.items():
+            prefix = f"{path}/{split}" if split else str(path)
+            for index, row in enumerate(dataset):
+                yield f"{prefix}:{index}", row
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for index, row in enumerate(pq.read_table(path).to_pylist()):
+            yield f"{path}:{index}", row
+    else:
+        with path.open(encoding="utf-8") as lines:
+            for index, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield f"{path}:{index}", Skip("invalid_json", str(exc))
+                    continue
+                if not isinstance(row, dict):
+                    row = Skip("not_a_row", f"a JSON {type(row).__name__}, not an object")
+                yield f"{path}:{index}", row
 
 
 def sha256_of(path: Path) -> str:

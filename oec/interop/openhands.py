@@ -2,9 +2,11 @@
 
 A row's ``history`` holds OpenHands events, not chat turns, so the conversation is read from what the
 model was sent and answered: the last entry of ``llm_completions`` (each a dict with the ``messages``
-sent and the ``response``, a litellm/OpenAI completion whose first choice's message is the reply), its
-messages followed by that reply; a row without ``llm_completions`` is read from a top-level
-``messages`` list (as the SWE-Gym trajectory datasets store it), else skipped (``no_completions``).
+sent and the ``response``, a litellm/OpenAI completion whose first choice's message is the reply; with
+OpenHands' mocked function calling, ``fncall_messages`` / ``fncall_response`` hold the tool-call form
+and are preferred), its messages followed by that reply; a row without ``llm_completions`` is read
+from a top-level ``messages`` list (as the SWE-Gym trajectory datasets store it), else skipped
+(``no_completions``).
 
 Each assistant message must carry exactly one native tool call (``multiple_tool_calls``, ``no_action``
 otherwise): ``execute_bash`` is our ``bash`` (its ``command``; OpenHands' ``is_input=true`` and ``timeout``
@@ -31,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from oec.agent.actions import Action, ToolCall
-from oec.interop.convert import ImportOptions, Row, Skip, Source, Turn, message_text
-from oec.interop.swesmith import records
+from oec.interop.convert import ImportOptions, Row, Skip, Source, Turn, message_text, read_rows
 from oec.types import ExitStatus
 
 SUFFIXES = (".jsonl",)
@@ -46,9 +47,12 @@ def _conversation(row: dict[str, Any]) -> list[dict[str, Any]]:
     completions = [c for c in row.get("llm_completions") or [] if isinstance(c, dict)]
     if completions:
         last = completions[-1]
-        choices = (last.get("response") or {}).get("choices") or []
+        # With mocked function calling, messages / response are the text-format prompt and reply, and
+        # fncall_messages / fncall_response what the agent sent and got: its tool calls.
+        sent = last.get("fncall_messages") or last.get("messages") or []
+        choices = (last.get("fncall_response") or last.get("response") or {}).get("choices") or []
         reply = (choices[0] or {}).get("message") if choices else None
-        messages = [*(last.get("messages") or []), *([reply] if isinstance(reply, dict) else [])]
+        messages = [*sent, *([reply] if isinstance(reply, dict) else [])]
     elif isinstance(row.get("messages"), list):
         messages = row["messages"]
     else:
@@ -154,7 +158,7 @@ def source(row: dict[str, Any], options: ImportOptions) -> Source:
 
 def read(path: Path, options: ImportOptions) -> Iterator[Row]:
     """Every row of an ``output.jsonl`` file as a :class:`Row` (in file order within an instance)."""
-    for label, row in records(path):
+    for label, row in read_rows(path):
         try:
             if isinstance(row, Skip):
                 raise row

@@ -25,43 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from oec.interop import sweagent
-from oec.interop.convert import ImportOptions, Row, Skip, Source, is_saved_dataset
+from oec.interop.convert import ImportOptions, Row, Skip, Source, read_rows
 
 SUFFIXES = (".jsonl", ".parquet")
 
 _PR_DESCRIPTION = re.compile(r"<pr_description>\s*(.*?)\s*</pr_description>", re.DOTALL)
 _ISSUE = re.compile(r"ISSUE:\n(.*?)\n+INSTRUCTIONS:", re.DOTALL)
-
-
-def records(path: Path) -> Iterator[tuple[str, dict[str, Any] | Skip]]:
-    """(label, row) of every row of a JSONL file, a parquet file or a saved ``datasets`` folder."""
-    if is_saved_dataset(path):
-        from datasets import Dataset, load_from_disk
-
-        loaded = load_from_disk(str(path))
-        splits = {"": loaded} if isinstance(loaded, Dataset) else dict(sorted(loaded.items()))
-        for split, dataset in splits.items():
-            prefix = f"{path}/{split}" if split else str(path)
-            for index, row in enumerate(dataset):
-                yield f"{prefix}:{index}", row
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for index, row in enumerate(pq.read_table(path).to_pylist()):
-            yield f"{path}:{index}", row
-    else:
-        with path.open(encoding="utf-8") as lines:
-            for index, line in enumerate(lines):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield f"{path}:{index}", Skip("invalid_json", str(exc))
-                    continue
-                if not isinstance(row, dict):
-                    row = Skip("not_a_row", f"a JSON {type(row).__name__}, not an object")
-                yield f"{path}:{index}", row
 
 
 def _problem_statement(prompt: str) -> str:
@@ -104,7 +73,7 @@ def source(row: dict[str, Any], options: ImportOptions) -> Source:
 
 def read(path: Path, options: ImportOptions) -> Iterator[Row]:
     """Every row of ``path`` as a :class:`Row` (ordered within its instance by ``traj_id``)."""
-    for label, row in records(path):
+    for label, row in read_rows(path):
         if isinstance(row, Skip):
             yield Row(label, "", row)
             continue
