@@ -757,14 +757,17 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``check ROOT [--repair]``: exit 0 when clean, 1 on duplicates or corrupt lines (after
     ``--repair``: when nothing is left to fix, 0), 2 when the store cannot be read.
-    ``export``: see :mod:`oec.interop.export`."""
+    ``import --format FORMAT --out STORE PATH...``: see :mod:`oec.interop.cli`.
+    ``export STORE --format hf|jsonl --out DIR``: see :mod:`oec.interop.export`."""
     argv = sys.argv[1:] if argv is None else argv
     # export renders with transformers (seconds to import): dispatched before parsing, so check stays light.
     if argv[:1] == ["export"]:
         from oec.interop.export import main as export_main
 
         return export_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m oec.store", description="Inspect a trajectory store.")
+    parser = argparse.ArgumentParser(
+        prog="python -m oec.store", description="Inspect a trajectory store, import into one, or export one."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "export", help="write the store as a Hugging Face dataset or JSONL (python -m oec.store export -h)"
@@ -776,7 +779,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep every valid record; move corrupt lines, duplicates and torn tails to quarantine/",
     )
+    # import: other agents' trajectories into a store (oec.interop).
+    from oec.interop.cli import add_import_parser, run_import
+
+    add_import_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "import":
+        return run_import(args)
     try:
         if args.repair:
             repair = repair_store(args.root)
