@@ -231,9 +231,11 @@ def _parse_line(shard: Path, number: int, raw: bytes) -> _Line:
         return _Line(shard, number, raw, None, None, f"line {number}: {exc}")
 
 
-def _scan_shard(path: Path) -> Iterator[_Line]:
-    """Every complete line of a shard, parsed or with its error; a torn last line is skipped."""
+def _scan_shard(path: Path, start: int = 0) -> Iterator[_Line]:
+    """Every complete line of a shard from byte ``start`` (a line boundary; line numbers count from
+    there), parsed or with its error; a torn last line is skipped."""
     with path.open("rb") as f:
+        f.seek(start)
         for number, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
                 return
@@ -579,16 +581,11 @@ class TrajectoryStore:
             if shard == self._shard:
                 continue
             start = self._offsets.get(shard.name, 0)
-            with shard.open("rb") as f:
-                f.seek(start)
-                data = f.read()
-            end = data.rfind(b"\n") + 1
-            for number, raw in enumerate(data[:end].splitlines(keepends=True), start=1):
-                line = _parse_line(shard, number, raw)
+            for line in _scan_shard(shard, start):
                 if line.trajectory is None:
                     raise StoreError(f"{shard}: at byte {start}: {line.error}; {_repair_hint(self.root)}")
                 self._done.add(line.trajectory.key)
-                start += len(raw)
+                start += len(line.raw)
             self._offsets[shard.name] = start
 
     def append(self, trajectory: Trajectory) -> None:
