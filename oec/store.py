@@ -117,11 +117,20 @@ class TaskSource:
 
     @classmethod
     def of_file(cls, path: str | Path) -> TaskSource:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
+        return cls(str(path), sha256_of(Path(path)))
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file; of a folder, over its files' relative names and contents, in order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as f:
             while block := f.read(1 << 20):
                 digest.update(block)
-        return cls(str(path), digest.hexdigest())
+    return digest.hexdigest()
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:

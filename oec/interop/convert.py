@@ -25,7 +25,6 @@ finds every pair already stored.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,7 +35,7 @@ from typing import Any, Literal
 from oec.agent.actions import Action, FormatError, parse_action, render_action
 from oec.agent.prompts import OBSERVATION_PREFIX, Prompts, observation
 from oec.agent.tools import NO_OUTPUT, TOOL_DOCS, InvalidToolCall, validate
-from oec.store import TrajectoryStore
+from oec.store import TrajectoryStore, sha256_of
 from oec.types import ExitStatus, Message, Trajectory, Verdict
 from oec.verify.filters import FilterConfig, apply_filters
 
@@ -239,19 +238,6 @@ def read_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | Skip]]:
                 if not isinstance(row, dict):
                     row = Skip("not_a_row", f"a JSON {type(row).__name__}, not an object")
                 yield f"{path}:{index}", row
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file; of a folder, over its files' relative names and contents, in order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with file.open("rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
