@@ -101,6 +101,7 @@ def run_rollout(
             "total_s": round(time.monotonic() - started, 3),
         },
         token_counts=episode.token_counts,
+        exit_detail=episode.detail,
     )
     trajectory.accepted, trajectory.filter_reasons = apply_filters(trajectory, settings.filters)
     return trajectory

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the trajectory record layout. 2 added ``Message.kind``; 3 added ``Verdict.status`` and
-the exit status ``patch_too_large``. Older records load: a version-1 record gets the kind of its
+the exit status ``patch_too_large``; 4 added a model call's record on its assistant message
+(``Message.usage``, ``raw``, ``retries``), the exit statuses ``cost_limit`` and ``api_error`` and
+``Trajectory.exit_detail``. Older records load: a version-1 record gets the kind of its
 environment messages inferred from their text (see :data:`V1_FORMAT_ERROR_PREFIX`), and a verdict
 without a status is ``graded``, as every verdict was before 3. A record keeps its ``schema_version``
 as read, so a kind that was inferred, never recorded, stays recognisable. Version 3 exists so that
@@ -43,9 +45,14 @@ ExitStatus = Literal[
     "wall_time",
     "error",
     "patch_too_large",
+    "cost_limit",
+    "api_error",
 ]
 """How an episode ended (:mod:`oec.agent.loop`). ``patch_too_large``: the submission (by ``submit`` or
-at the episode's end) exceeded ``agent.limits.max_patch_bytes``; the stored patch is empty."""
+at the episode's end) exceeded ``agent.limits.max_patch_bytes``; the stored patch is empty.
+``cost_limit``: the rollout's model calls cost ``agent.limits.max_cost_usd`` or more. ``api_error``: a
+model call failed for good (retries ran out, or the error is not retryable);
+``Trajectory.exit_detail`` names the reason."""
 VerdictStatus = Literal["graded", "task_error", "infra_error"]
 """Whether a verdict judges the patch. ``graded``: the tests ran (or the model patch did not apply,
 which is the agent's failure). ``task_error``: the task itself could not be verified, e.g. its test
@@ -147,10 +154,71 @@ class Task:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token accounting of one model call."""
+    """Token accounting of one model call, and what it cost.
+
+    ``prompt_tokens`` counts every input token, cached or not; ``cache_read_tokens`` and
+    ``cache_write_tokens`` say how many of them were read from or written to a prompt cache (priced
+    apart by Anthropic). ``cost_usd`` is priced by the backend from the ``prices`` table; local
+    models cost 0.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Usage:
+        if not isinstance(data, dict):
+            raise SchemaError(f"usage: expected an object, got {type(data).__name__}")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise SchemaError(f"usage: unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class CallRetry:
+    """One failed attempt of a model call, after which the call was tried again.
+
+    ``reason`` is one of :data:`RETRY_REASONS`; ``detail`` is the short error text (e.g. ``HTTP 429``),
+    ``wait_s`` the pause before the next attempt (the server's ``retry-after`` when it sent one).
+    """
+
+    attempt: int
+    reason: str
+    detail: str = ""
+    wait_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallRetry:
+        return cls(
+            attempt=_require(data, "attempt", int, "retry"),
+            reason=_require(data, "reason", str, "retry"),
+            detail=str(data.get("detail") or ""),
+            wait_s=float(data.get("wait_s") or 0.0),
+        )
+
+
+RETRY_REASONS: tuple[str, ...] = (
+    "rate_limit",
+    "server_error",
+    "timeout",
+    "connection",
+    "malformed",
+    "refusal",
+    "empty",
+)
+"""Why a model call was tried again: HTTP 429, HTTP 5xx, no answer in time, a dropped or refused
+connection, a body the SDK could not read, a refused reply, an empty reply (the last two are
+resampled rather than retried)."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +230,10 @@ class Message:
     (``student`` / ``expert``). ``turn`` is the 0-based model-call index the message belongs to:
     an assistant message has the index of the call that produced it, an observation the index of
     the call whose action it answers, and the opening system/user messages have turn -1.
-    ``kind`` (:data:`EnvKind`) is set on environment messages and only on those.
+    ``kind`` (:data:`EnvKind`) is set on environment messages and only on those. An assistant message
+    may carry the record of the call that produced it: ``usage`` (tokens and cost), ``raw`` (a
+    native-API reply as the API returned it, kept for audit when ``content`` is its rendering in the
+    student's format) and ``retries`` (the failed attempts before it).
     """
 
     role: Role
@@ -170,6 +241,9 @@ class Message:
     author: Author
     turn: int
     kind: EnvKind | None = None
+    usage: Usage | None = None
+    raw: dict[str, Any] | None = None
+    retries: tuple[CallRetry, ...] = ()
 
     def __post_init__(self) -> None:
         if self.author not in AUTHORS:
@@ -187,9 +261,28 @@ class Message:
             raise SchemaError(
                 f"message: field 'kind' is for env messages only, got {self.kind!r} on author {self.author!r}"
             )
+        if self.role != "assistant" and (self.usage is not None or self.raw is not None or self.retries):
+            raise SchemaError(
+                f"message: fields 'usage', 'raw' and 'retries' are for assistant messages only "
+                f"(author {self.author!r})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON; a call record's fields appear only when set, so observations stay small."""
+        data: dict[str, Any] = {
+            "role": self.role,
+            "content": self.content,
+            "author": self.author,
+            "turn": self.turn,
+            "kind": self.kind,
+        }
+        if self.usage is not None:
+            data["usage"] = self.usage.to_dict()
+        if self.raw is not None:
+            data["raw"] = self.raw
+        if self.retries:
+            data["retries"] = [r.to_dict() for r in self.retries]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:
@@ -199,6 +292,9 @@ class Message:
             author=_require(data, "author", str, "message"),
             turn=_require(data, "turn", int, "message"),
             kind=data.get("kind"),
+            usage=None if data.get("usage") is None else Usage.from_dict(data["usage"]),
+            raw=data.get("raw"),
+            retries=tuple(CallRetry.from_dict(r) for r in data.get("retries") or ()),
         )
 
 
@@ -282,6 +378,8 @@ class Trajectory:
     split: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     token_counts: dict[str, int] = field(default_factory=dict)
+    exit_detail: str | None = None
+    """Why the episode ended, in words, where the exit status alone does not say (``api_error``)."""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -303,8 +401,20 @@ class Trajectory:
     def num_turns(self) -> int:
         return sum(1 for m in self.messages if m.role == "assistant")
 
+    @property
+    def cost_usd(self) -> float:
+        """What the rollout's model calls cost (the sum of its messages' ``usage.cost_usd``)."""
+        return sum(m.usage.cost_usd for m in self.messages if m.usage is not None)
+
+    @property
+    def retries(self) -> list[CallRetry]:
+        """Every failed attempt of the rollout's model calls that was tried again, in order."""
+        return [r for m in self.messages for r in m.retries]
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["messages"] = [m.to_dict() for m in self.messages]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:
@@ -341,5 +451,6 @@ class Trajectory:
             split=data.get("split"),
             timings=dict(data.get("timings") or {}),
             token_counts=dict(data.get("token_counts") or {}),
+            exit_detail=data.get("exit_detail"),
             schema_version=version,
         )

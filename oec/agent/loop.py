@@ -4,7 +4,9 @@ The loop is deliberately small and knows nothing about OEC: a ``SwitchingPolicy`
 speaks, and every reply carries its author. An episode ends by an :class:`EpisodeEnd` carrying its
 exit status: ``submitted``, ``call_limit`` (per author, like the reference's per-model limit),
 ``context_limit``, ``format_errors`` (too many consecutive unparseable or invalid calls) or
-``wall_time``, or ``patch_too_large`` when the submission exceeds ``max_patch_bytes``. Every
+``wall_time``, ``cost_limit`` (the rollout's calls cost ``max_cost_usd``), ``api_error`` (a model
+call failed for good; ``Episode.detail`` says why), or ``patch_too_large`` when the submission
+exceeds ``max_patch_bytes``. Every
 environment message records its kind (``observation``, ``format_error`` for a
 reply that does not parse as one call, ``invalid_call`` for a call the toolbox rejects), so nothing
 downstream re-derives from the text whether a call was malformed. The patch is taken in one place,
@@ -24,7 +26,7 @@ from oec.agent.actions import FormatError, parse_action
 from oec.agent.prompts import Prompts, format_error, observation
 from oec.agent.tools import TOOL_DOCS, InvalidToolCall, PatchTooLarge, ToolBox
 from oec.config import Above, AtLeast
-from oec.policies.base import ContextLimitExceeded, Policy
+from oec.policies.base import ContextLimitExceeded, Policy, PolicyCallFailed
 from oec.types import EnvKind, ExitStatus, Message, Task
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ class AgentLimits:
     build artefact, dataset or core dump is refused in the sandbox before it is hashed, read back
     and stored (a 20 MB random file made a 25.8 M-character patch in 26 s; a 4 GiB one took 49 s and
     4 GB of memory)."""
+    max_cost_usd: Annotated[float, Above(0)] | None = 2.0
+    """Spend per rollout (reference: $2 per instance): once the rollout's model calls cost this much,
+    the episode ends with ``cost_limit`` before the next call. Local models cost 0; null: no cap."""
 
 
 @dataclass
@@ -56,12 +61,15 @@ class Episode:
     patch: str
     token_counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    detail: str | None = None
+    """Why it ended, where the status alone does not say (``api_error``)."""
 
 
 class EpisodeEnd(Exception):
-    def __init__(self, status: ExitStatus) -> None:
+    def __init__(self, status: ExitStatus, detail: str | None = None) -> None:
         super().__init__(status)
         self.status = status
+        self.detail = detail
 
 
 def run_episode(
@@ -85,19 +93,39 @@ def run_episode(
     calls: Counter[str] = Counter()
     tokens: Counter[str] = Counter()
     consecutive_errors = 0
+    cost_usd = 0.0
     start = time.monotonic()
     try:
         while True:
             if time.monotonic() - start > limits.wall_time_s:
                 raise EpisodeEnd("wall_time")
+            if limits.max_cost_usd is not None and cost_usd >= limits.max_cost_usd:
+                raise EpisodeEnd("cost_limit", f"spent ${cost_usd:.4f} of ${limits.max_cost_usd:g}")
             try:
                 reply = policy.act(messages, turn)
             except ContextLimitExceeded as exc:
                 raise EpisodeEnd("context_limit") from exc
+            except PolicyCallFailed as exc:
+                raise EpisodeEnd("api_error", f"model call {turn}: {exc}") from exc
             calls[reply.author] += 1
-            tokens[f"{reply.author}_prompt"] += reply.usage.prompt_tokens
-            tokens[f"{reply.author}_completion"] += reply.usage.completion_tokens
-            messages.append(Message("assistant", reply.content, reply.author, turn))
+            usage = reply.usage
+            cost_usd += usage.cost_usd
+            tokens[f"{reply.author}_prompt"] += usage.prompt_tokens
+            tokens[f"{reply.author}_completion"] += usage.completion_tokens
+            if usage.cache_read_tokens or usage.cache_write_tokens:
+                tokens[f"{reply.author}_cache_read"] += usage.cache_read_tokens
+                tokens[f"{reply.author}_cache_write"] += usage.cache_write_tokens
+            messages.append(
+                Message(
+                    "assistant",
+                    reply.content,
+                    reply.author,
+                    turn,
+                    usage=usage,
+                    raw=reply.raw,
+                    retries=reply.retries,
+                )
+            )
             try:
                 result = tools.execute(parse_action(reply.content).call)
             except FormatError as exc:
@@ -117,9 +145,10 @@ def run_episode(
             turn += 1
     except EpisodeEnd as end:
         status: ExitStatus = end.status
+        detail = end.detail
     try:
         patch = tools.current_patch(limits.max_patch_bytes)
     except PatchTooLarge as exc:
         log.warning("%s: %s (episode ended as %s); the patch is dropped", task.instance_id, exc, status)
         status, patch = "patch_too_large", ""
-    return Episode(messages, status, patch, dict(tokens), time.monotonic() - start)
+    return Episode(messages, status, patch, dict(tokens), time.monotonic() - start, detail)

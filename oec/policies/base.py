@@ -11,23 +11,39 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from oec.types import Author, Message, Task, Usage
+from oec.types import Author, CallRetry, Message, Task, Usage
 
 
 class ContextLimitExceeded(RuntimeError):
     """The prompt does not fit the policy's context window; the episode ends with ``context_limit``."""
 
 
+class PolicyCallFailed(RuntimeError):
+    """A model call failed for good: its retries ran out, or its error is not worth retrying (bad
+    request, authentication). The episode ends with ``api_error``; ``reason`` (one of
+    :data:`oec.types.RETRY_REASONS`, or ``auth`` / ``bad_request``) and ``detail`` are recorded."""
+
+    def __init__(self, reason: str, detail: str, retries: tuple[CallRetry, ...] = ()) -> None:
+        super().__init__(f"{reason}: {detail}" + (f" (after {len(retries) + 1} attempts)" if retries else ""))
+        self.reason = reason
+        self.detail = detail
+        self.retries = retries
+
+
 @dataclass(frozen=True)
 class Reply:
-    """One model call's output: the raw text, who wrote it, and what it cost."""
+    """One model call's output: the text in the student's action format, who wrote it, and what it
+    cost; ``raw`` is a native-API reply as returned (when ``content`` is its rendering), ``retries``
+    the failed attempts before it."""
 
     content: str
     author: Author
     model: str
     usage: Usage
+    raw: dict[str, Any] | None = None
+    retries: tuple[CallRetry, ...] = ()
 
 
 class Policy(Protocol):
