@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from oec.config import ConfigError, parse, to_container
 from oec.env import SandboxConfig, close_open_sandboxes
 from oec.policies import PolicyBuilder, PolicyConfig, make_policy_builder
+from oec.policies.pricing import Price
 from oec.progress import RolloutProgress
 from oec.rollout import AgentConfig, RolloutSettings, rollout_seed, run_rollout
 from oec.runtime import StopRequest
@@ -53,11 +54,14 @@ class RolloutConfig:
     """The policies the mode needs, by mount point (``student``, ``expert``)."""
     student: StudentModel
     """The student description (``model``): tokenizer, template, context length of ``hf`` policies."""
+    prices: dict[str, Price] = field(default_factory=dict)
+    """``prices``: dollars per million tokens by model name, for API and served policies."""
 
     def builders(self) -> dict[Author, PolicyBuilder]:
         """Per-rollout builders of the policies; ``hf`` weights load here, once."""
         return {
-            role: make_policy_builder(config, role, self.student) for role, config in self.policies.items()
+            role: make_policy_builder(config, role, self.student, self.prices)
+            for role, config in self.policies.items()
         }
 
 
@@ -87,6 +91,7 @@ def load_rollout_config(cfg: DictConfig, switch: SwitchConfig | None = None) -> 
         "agent": section(AgentConfig, "agent"),
         "filter": section(FilterConfig, "filter"),
         "model": section(StudentModel, "model"),
+        "prices": section(dict[str, Price], "prices"),
         **{role: section(PolicyConfig, role) for role in roles},
     }
     if errors:
@@ -98,6 +103,7 @@ def load_rollout_config(cfg: DictConfig, switch: SwitchConfig | None = None) -> 
         settings=settings,
         policies={role: parts[role] for role in roles},
         student=parts["model"],
+        prices=parts["prices"],
     )
 
 

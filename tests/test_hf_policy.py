@@ -37,7 +37,7 @@ def conversation(observations: int = 2, lines: int = 2) -> list[Message]:
 
 @pytest.fixture(scope="module")
 def greedy() -> HFPolicyBuilder:
-    builder = make_policy_builder(TINY, "student", STUDENT)
+    builder = make_policy_builder(TINY, "student", STUDENT, {})
     assert isinstance(builder, HFPolicyBuilder)
     return builder
 
@@ -120,7 +120,9 @@ def test_loads_a_saved_checkpoint(tmp_path: Path) -> None:
     model = build_model("tiny", dtype="bfloat16", seed=3)
     model.save_pretrained(tmp_path / "ckpt")
     load_tokenizer().save_pretrained(tmp_path / "ckpt")
-    builder = make_policy_builder(dataclasses.replace(TINY, model=str(tmp_path / "ckpt")), "expert", STUDENT)
+    builder = make_policy_builder(
+        dataclasses.replace(TINY, model=str(tmp_path / "ckpt")), "expert", STUDENT, {}
+    )
     assert builder.name == "ckpt"
     assert torch.equal(builder.model.lm_head.weight, model.lm_head.weight.float())
     reply = builder(None, 0).act(conversation(), 2)

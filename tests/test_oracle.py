@@ -279,7 +279,9 @@ def test_step_cap_submits(task: Task) -> None:
 
 
 def test_builder_from_config(task: Task) -> None:
-    builder = make_policy_builder(OraclePolicyConfig(max_steps=10), "expert", StudentModel("tiny", "tiny"))
+    builder = make_policy_builder(
+        OraclePolicyConfig(max_steps=10), "expert", StudentModel("tiny", "tiny"), {}
+    )
     policy = builder(task, 3)
     assert isinstance(policy, OraclePolicy)
     assert (policy.name, policy.author, policy.max_steps) == ("oracle", "expert", 10)

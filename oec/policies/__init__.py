@@ -16,6 +16,7 @@ The ``hf`` backend is imported lazily so that oracle-only runs never import torc
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,6 +24,7 @@ from typing import Annotated, Literal
 from oec.config import Above, AtLeast, AtMost
 from oec.policies.base import ContextLimitExceeded, Policy, PolicyBuilder, Reply
 from oec.policies.oracle import DEFAULT_MAX_STEPS, OraclePolicy
+from oec.policies.pricing import Price
 from oec.student import TINY, StudentModel, is_checkpoint_dir
 from oec.types import Author
 
@@ -94,9 +96,12 @@ PolicyConfig = OraclePolicyConfig | HFPolicyConfig
 """The ``policy`` config group: one backend, chosen by its ``backend`` key."""
 
 
-def make_policy_builder(config: PolicyConfig, author: Author, student: StudentModel) -> PolicyBuilder:
+def make_policy_builder(
+    config: PolicyConfig, author: Author, student: StudentModel, prices: Mapping[str, Price]
+) -> PolicyBuilder:
     """The per-rollout builder of ``config``'s backend, attributed to ``author`` (the mount point);
-    ``hf`` loads its weights here, once, and reads ``student`` for everything but the weights."""
+    ``hf`` loads its weights here, once, and reads ``student`` for everything but the weights.
+    API and served backends price their calls with ``prices`` (local models cost 0)."""
     if isinstance(config, OraclePolicyConfig):
         return functools.partial(
             OraclePolicy, author=author, name=config.model_name, max_steps=config.max_steps
