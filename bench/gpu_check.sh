@@ -32,7 +32,8 @@ step() {
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import importlib.util, torch, transformers, lightning; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'lightning', lightning.__version__, \
-'flash_attn', importlib.util.find_spec('flash_attn') is not None)"
+'flash_attn', importlib.util.find_spec('flash_attn') is not None, \
+'deepspeed', importlib.util.find_spec('deepspeed') is not None)"
 
 step bench_tiny python3 bench/train_throughput.py --device cuda --seq-len 8192
 step bench_7b python3 bench/train_throughput.py --shape qwen2.5-coder-7b --device cuda --seq-len 32768 --steps 2
