@@ -24,8 +24,10 @@ from typing import Any
 
 import pytest
 
+from oec.agent.actions import parse_action
 from oec.agent.loop import AgentLimits, Episode, run_episode
-from oec.agent.prompts import OBSERVATION_PREFIX, Prompts
+from oec.agent.native import from_openai_request, to_openai
+from oec.agent.prompts import Prompts
 from oec.agent.tools import TOOL_DOCS, ToolBox
 from oec.config import ConfigError, parse
 from oec.env import SandboxConfig, make_sandbox
@@ -74,6 +76,8 @@ class OracleServer:
         """Every request body received, in order."""
         self.usages: list[dict[str, Any]] = []
         """The usage object of every completion sent, in order."""
+        self.replies: list[str] = []
+        """The text of every completion sent, in our format (before a native rendering), in order."""
         self.lock = threading.Lock()
         self.conversations: dict[str, tuple[OraclePolicy, int]] = {}
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -99,23 +103,28 @@ class OracleServer:
             return 200, {}, self.completion(body, fault.content)
         return 200, {}, self.completion(body, self.oracle_reply(body["messages"]))
 
-    def oracle_reply(self, chat: list[dict[str, str]]) -> str:
-        """The oracle's next action in this conversation (a new oracle when it is not the one we
-        answered last, e.g. a new rollout of the same task)."""
-        task = next(t for t in self.tasks if t.problem_statement in chat[1]["content"])
-        messages = conversation(chat)
+    def oracle_reply(self, chat: list[dict[str, Any]]) -> str:
+        """The oracle's next action in this conversation, in our XML format (a new oracle when it
+        is not the one we answered last, e.g. a new rollout of the same task)."""
+        messages = from_openai_request(chat)
+        task = next(t for t in self.tasks if t.problem_statement in messages[1].content)
         turn = sum(m.role == "assistant" for m in messages)
         with self.lock:
-            oracle, seen = self.conversations.get(chat[1]["content"], (None, -1))
+            oracle, seen = self.conversations.get(messages[1].content, (None, -1))
             if oracle is None or seen != turn:
                 oracle = OraclePolicy(task, 0, author="student", name=MODEL)
-            self.conversations[chat[1]["content"]] = (oracle, turn + 1)
+            self.conversations[messages[1].content] = (oracle, turn + 1)
             return oracle.act(messages, turn).content
 
     def completion(self, body: dict[str, Any], content: str) -> dict[str, Any]:
-        """A chat completion object as the API returns it; token counts are characters / 4, and
-        everything but the newest message counts as cached (a prefix cache)."""
-        chars = [len(m["content"]) for m in body["messages"]]
+        """A chat completion object as the API returns it: the reply as text, or as a tool call
+        when the request carries ``tools``. Token counts are characters / 4, and everything but the
+        newest message counts as cached (a prefix cache)."""
+        chars = [len(json.dumps(m)) for m in body["messages"]]
+        message = {"role": "assistant", "content": content, "refusal": None, "tool_calls": None}
+        if "tools" in body:
+            turn = sum(m["role"] == "assistant" for m in body["messages"])
+            message = {"refusal": None, **native_reply(content, turn)}
         usage = {
             "prompt_tokens": sum(chars) // 4,
             "completion_tokens": len(content) // 4,
@@ -124,6 +133,7 @@ class OracleServer:
         }
         with self.lock:
             self.usages.append(usage)
+            self.replies.append(content)
         return {
             "id": f"chatcmpl-{len(self.usages)}",
             "object": "chat.completion",
@@ -132,14 +142,19 @@ class OracleServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None, "tool_calls": None},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
                 }
             ],
             "usage": usage,
             "system_fingerprint": None,
         }
+
+
+def native_reply(content: str, turn: int) -> dict[str, Any]:
+    """A reply in our format as the Chat Completions assistant message that calls its tool."""
+    return to_openai([Message("system", "", "system", -1), Message("assistant", content, "expert", turn)])[1]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -164,25 +179,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def conversation(chat: list[dict[str, str]]) -> list[Message]:
-    """The chat messages as the loop's Messages (what the oracle reads: roles, kinds, turns)."""
-    messages: list[Message] = []
-    turn = -1
-    for i, m in enumerate(chat):
-        role, content = m["role"], m["content"]
-        if role == "system":
-            messages.append(Message("system", content, "system", -1))
-        elif role == "assistant":
-            turn += 1
-            messages.append(Message("assistant", content, "student", turn))
-        elif i == 1:
-            messages.append(Message("user", content, "user", -1))
-        else:
-            kind = "observation" if content.startswith(OBSERVATION_PREFIX) else "format_error"
-            messages.append(Message("user", content, "env", turn, kind))
-    return messages
-
-
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory) -> list[Task]:
     """One embedded task with its repository, for episodes in a sandbox."""
@@ -205,6 +201,7 @@ def fresh(server: OracleServer) -> OracleServer:
         server.faults.clear()
         server.requests.clear()
         server.usages.clear()
+        server.replies.clear()
     return server
 
 
@@ -221,10 +218,10 @@ def opening(task: Task) -> list[Message]:
     ]
 
 
-def episode(task: Task, policy: Any, tmp_path: Path) -> Episode:
+def episode(task: Task, policy: Any, tmp_path: Path, max_calls: int = 3) -> Episode:
     env = SandboxConfig(timeout_s=60, parent_dir=str(tmp_path))
     with make_sandbox(env, task) as sandbox:
-        return run_episode(task, policy, ToolBox(sandbox, env), Prompts(), AgentLimits(max_calls=3))
+        return run_episode(task, policy, ToolBox(sandbox, env), Prompts(), AgentLimits(max_calls=max_calls))
 
 
 def test_a_reply_carries_the_servers_usage_priced_and_is_stored_as_sent(fresh, tasks) -> None:
@@ -255,6 +252,22 @@ def test_sampling_sends_a_seed_per_rollout_and_call(fresh, tasks) -> None:
         builder(tasks[0], seed).act(opening(tasks[0]), turn)
     seeds = [request["seed"] for request in fresh.requests]
     assert seeds[0] == seeds[1] and len(set(seeds)) == 3
+
+
+def test_native_tool_calls_are_stored_in_xml_with_the_raw_reply(fresh, tasks, tmp_path) -> None:
+    policy = make_policy_builder(config(fresh, action_format="native"), "student", STUDENT, {})(tasks[0], 0)
+    ended = episode(tasks[0], policy, tmp_path)
+    replies = [m for m in ended.messages if m.role == "assistant"]
+    assert [m.content for m in replies] == fresh.replies and len(replies) == 3
+    for message in replies:
+        parse_action(message.content)
+        [call] = message.raw["choices"][0]["message"]["tool_calls"]
+        assert call["id"] == f"call_{message.turn}"
+    tools = {t["function"]["name"] for t in fresh.requests[0]["tools"]}
+    assert tools == {"bash", "str_replace_editor", "submit"}
+    last = fresh.requests[-1]["messages"]
+    assert [m["role"] for m in last] == ["system", "user", "assistant", "tool", "assistant", "tool"]
+    assert [m["tool_call_id"] for m in last if m["role"] == "tool"] == ["call_0", "call_1"]
 
 
 def test_429_waits_the_servers_retry_after_and_is_recorded(fresh, tasks) -> None:
@@ -332,9 +345,13 @@ def test_a_remote_server_without_its_key_is_a_config_error_naming_the_field(monk
 
 
 @pytest.mark.slow
-def test_collect_with_a_served_student_stores_its_calls(server: OracleServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("action_format", ["xml", "native"])
+def test_collect_with_a_served_student_stores_its_calls(
+    server: OracleServer, action_format: str, tmp_path: Path
+) -> None:
     """``python -m oec.collect +exp=demo policy@student=openai``: OEC rollouts whose student is the
-    served oracle resolve, and every student message carries the usage the server reported."""
+    served oracle resolve, and every student message carries the usage the server reported (and,
+    in the native format, the raw reply)."""
     store = tmp_path / "store"
     argv = [
         sys.executable,
@@ -344,6 +361,7 @@ def test_collect_with_a_served_student_stores_its_calls(server: OracleServer, tm
         "policy@student=openai",
         f"student.base_url={server.base_url}",
         f"student.model={MODEL}",
+        f"student.action_format={action_format}",
         "~student.max_new_tokens",
         "student.max_tokens=512",
         "model.max_seq_len=16384",
@@ -359,4 +377,5 @@ def test_collect_with_a_served_student_stores_its_calls(server: OracleServer, tm
     assert len(trajectories) == 2 and all(t.verdict.resolved for t in trajectories)
     student = [m for t in trajectories for m in t.messages if m.author == "student"]
     assert student and all(m.usage is not None and m.usage.cache_read_tokens > 0 for m in student)
+    assert all((m.raw is not None) == (action_format == "native") for m in student)
     assert all(t.models["student"] == MODEL for t in trajectories)

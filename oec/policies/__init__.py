@@ -129,9 +129,10 @@ class OpenAIPolicyConfig:
     """Longest reply, in tokens; the prompt plus this must fit the student's ``max_seq_len``."""
     timeout_s: Annotated[float, Above(0)] = 600.0
     """One attempt's deadline (a long prompt behind a busy batch takes minutes); then it is retried."""
-    action_format: Literal["xml"] = "xml"
+    action_format: Literal["xml", "native"] = "xml"
     """``xml``: plain chat, the reply text is the XML function call (how the student talks; no tool
-    parser on the server)."""
+    parser on the server). ``native``: the tools sent as function definitions, the reply read from
+    ``tool_calls`` and stored in the XML format (the raw reply kept for audit)."""
     retry: RetryConfig = field(default_factory=RetryConfig)
 
     def __post_init__(self) -> None:

@@ -7,16 +7,23 @@ with the SDK's own retries off: every call goes through :func:`oec.policies.retr
 which classifies and records each failed attempt. A reply that is empty, or that the server
 filtered (``finish_reason == "content_filter"`` or a ``refusal``), is sampled again.
 
-``xml`` action format (how the student talks): the conversation is sent as plain chat messages,
-rendered as the student sees it (:func:`oec.chat.student_view`: older observations elided, as the
-``hf`` backend shows it), and the reply text is the XML function call, stored as is; no tool parser
-is needed on the server.
+Either action format shows the conversation as the student sees it (:func:`oec.chat.student_view`:
+older observations elided, as the ``hf`` backend shows it):
+
+- ``xml`` (how the student talks): plain chat messages; the reply text is the XML function call,
+  stored as is. No tool parser is needed on the server.
+- ``native``: the conversation in the Chat Completions tool-calling form and the tools as function
+  definitions (:mod:`oec.agent.native`); the reply's first tool call is stored rendered in the XML
+  format, and the completion as returned is kept on the message (``raw``) for audit. A vLLM server
+  needs ``--enable-auto-tool-choice`` and the model's ``--tool-call-parser``.
 
 Context: before each call the prompt is counted with the student description's tokenizer and chat
-template (the count the ``hf`` backend makes); when it plus ``max_tokens`` exceeds ``max_seq_len``
-the call is not made and :class:`~oec.policies.base.ContextLimitExceeded` ends the episode with
-``context_limit``. A server that still refuses the prompt as too long (its own template or limit
-differs) ends it the same way (:func:`oec.policies.retry.classify`).
+template (the count the ``hf`` backend makes; for ``native`` it is the count of the same
+conversation in the XML form, an estimate of the server's own rendering of tool calls and
+schemas); when it plus ``max_tokens`` exceeds ``max_seq_len`` the call is not made and
+:class:`~oec.policies.base.ContextLimitExceeded` ends the episode with ``context_limit``. A server
+that still refuses the prompt as too long (its own template or limit differs) ends it the same way
+(:func:`oec.policies.retry.classify`).
 
 Usage comes from the response (prompt, completion, and cached prompt tokens as cache reads, which
 vLLM reports with ``--enable-prompt-tokens-details``); the cost from the ``prices`` table.
@@ -24,15 +31,16 @@ vLLM reports with ``--enable-prompt-tokens-details``); the cost from the ``price
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import threading
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion
 
+from oec.agent.native import from_openai_message, openai_tools, to_openai
 from oec.chat import load_student_tokenizer, student_view
 from oec.policies import OpenAIPolicyConfig
 from oec.policies.base import ContextLimitExceeded, Reply
@@ -40,8 +48,6 @@ from oec.policies.pricing import Price, price_of
 from oec.policies.retry import call_with_retries
 from oec.student import StudentModel, is_checkpoint_dir
 from oec.types import Author, Message, Task, Usage
-
-log = logging.getLogger(__name__)
 
 PLACEHOLDER_KEY = "EMPTY"
 """The key sent to a server that takes none (vLLM's documented placeholder)."""
@@ -56,13 +62,13 @@ def api_key(config: OpenAIPolicyConfig) -> str:
 
 def refused_or_empty(completion: ChatCompletion) -> str | None:
     """The judge of :func:`call_with_retries`: ``refusal`` for a filtered or refused reply, ``empty``
-    for one without text, else None."""
+    for one with neither text nor a tool call, else None."""
     if not completion.choices:
         return "empty"
     choice = completion.choices[0]
     if choice.finish_reason == "content_filter" or choice.message.refusal:
         return "refusal"
-    if not (choice.message.content or "").strip():
+    if not (choice.message.content or "").strip() and not choice.message.tool_calls:
         return "empty"
     return None
 
@@ -101,9 +107,8 @@ class OpenAIPolicy:
         self.name = builder.name
         self.author = builder.author
 
-    def chat(self, messages: Sequence[Message]) -> list[dict[str, str]]:
-        """The chat messages sent for ``messages``: the student's view of the conversation."""
-        shown = student_view(messages, self.builder.student.last_n_observations)
+    def chat(self, shown: Sequence[Message]) -> list[dict[str, str]]:
+        """``shown`` as plain chat messages, as the student's template renders them."""
         return [{"role": m.role, "content": m.content} for m in shown]
 
     def prompt_tokens(self, chat: list[dict[str, str]]) -> int:
@@ -116,35 +121,42 @@ class OpenAIPolicy:
 
     def act(self, messages: Sequence[Message], turn: int) -> Reply:
         builder, config = self.builder, self.builder.config
-        chat = self.chat(messages)
+        shown = student_view(messages, builder.student.last_n_observations)
+        chat = self.chat(shown)
         counted = self.prompt_tokens(chat)
         limit = builder.student.max_seq_len
         if counted + config.max_tokens > limit:
             raise ContextLimitExceeded(
                 f"{self.name}: prompt of {counted} tokens + max_tokens {config.max_tokens} exceeds {limit=}"
             )
+        request: dict[str, Any] = {
+            "model": config.model,
+            "temperature": config.temperature,
+            "top_p": config.top_p,
+            "max_tokens": config.max_tokens,
+        }
+        if config.action_format == "native":
+            request |= {"messages": to_openai(shown), "tools": openai_tools()}
+        else:
+            request["messages"] = chat
         attempts = 0
 
         def call() -> ChatCompletion:
             nonlocal attempts
             attempts += 1
-            sampling = {}
+            seed = {}
             if config.temperature > 0:
-                rng = random.Random(f"{self.seed}:{turn}:{attempts}")
-                sampling["seed"] = rng.randrange(2**31)
-            return builder.client.chat.completions.create(
-                model=config.model,
-                messages=chat,  # type: ignore[arg-type]
-                temperature=config.temperature,
-                top_p=config.top_p,
-                max_tokens=config.max_tokens,
-                **sampling,  # type: ignore[arg-type]
-            )
+                seed["seed"] = random.Random(f"{self.seed}:{turn}:{attempts}").randrange(2**31)
+            return builder.client.chat.completions.create(**request, **seed)
 
         completion, retries = call_with_retries(call, config.retry, judge=refused_or_empty)
-        content = completion.choices[0].message.content or ""
         usage = self.usage(completion, counted)
-        return Reply(content, self.author, self.name, usage, retries=retries)
+        message = completion.choices[0].message
+        if config.action_format == "xml":
+            return Reply(message.content or "", self.author, self.name, usage, retries=retries)
+        content = from_openai_message(message.model_dump(mode="json"), model=self.name)
+        raw = completion.model_dump(mode="json", exclude_unset=True)
+        return Reply(content, self.author, self.name, usage, raw=raw, retries=retries)
 
     def usage(self, completion: ChatCompletion, counted: int) -> Usage:
         """Tokens as the server reports them, priced; our own prompt count if it reports none."""
