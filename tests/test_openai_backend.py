@@ -50,13 +50,15 @@ STUDENT = StudentModel(name_or_path=TINY, tag="tiny", max_seq_len=16384)
 class Fault:
     """What the server does with one request: wait ``delay_s`` (e.g. past the client's timeout),
     then reply ``status`` with an OpenAI error body and ``headers``, or answer 200 with ``content``
-    (None: the oracle's reply, as without a fault)."""
+    (None: the oracle's reply, as without a fault) or a ``refusal``."""
 
     status: int = 200
     message: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     content: str | None = None
+    refusal: str | None = None
+    """A 200 reply that refuses (OpenAI's ``refusal`` field, no content)."""
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -99,6 +101,10 @@ class OracleServer:
             time.sleep(fault.delay_s)
         if fault is not None and fault.status != 200:
             return fault.status, fault.headers, error_body(fault.status, fault.message)
+        if fault is not None and fault.refusal is not None:
+            completion = self.completion(body, "")
+            completion["choices"][0]["message"] |= {"content": None, "refusal": fault.refusal}
+            return 200, {}, completion
         if fault is not None and fault.content is not None:
             return 200, {}, self.completion(body, fault.content)
         return 200, {}, self.completion(body, self.oracle_reply(body["messages"]))
@@ -280,16 +286,17 @@ def test_429_waits_the_servers_retry_after_and_is_recorded(fresh, tasks) -> None
     assert "HTTP 429" in retry.detail and len(fresh.requests) == 2
 
 
-def test_server_errors_timeouts_and_empty_replies_are_retried(fresh, tasks) -> None:
+def test_server_errors_timeouts_empty_and_refused_replies_are_retried(fresh, tasks) -> None:
     fresh.faults += [
         Fault(500, "Internal server error"),
         Fault(503, "busy", delay_s=0.6),  # past the client's timeout: it never sees the 503
         Fault(content=""),
+        Fault(refusal="I can't help with that."),
     ]
     policy = make_policy_builder(config(fresh, timeout_s=0.3), "student", STUDENT, {})(tasks[0], 0)
     reply = policy.act(opening(tasks[0]), 0)
-    assert [r.reason for r in reply.retries] == ["server_error", "timeout", "empty"]
-    assert "<function=" in reply.content and len(fresh.requests) == 4
+    assert [r.reason for r in reply.retries] == ["server_error", "timeout", "empty", "refusal"]
+    assert "<function=" in reply.content and len(fresh.requests) == 5
 
 
 def test_an_auth_error_is_not_retried_and_ends_the_episode_with_api_error(fresh, tasks, tmp_path) -> None:
