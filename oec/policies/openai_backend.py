@@ -31,6 +31,7 @@ vLLM reports with ``--enable-prompt-tokens-details``); the cost from the ``price
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import threading
@@ -159,7 +160,8 @@ class OpenAIPolicy:
         return Reply(content, self.author, self.name, usage, raw=raw, retries=retries)
 
     def usage(self, completion: ChatCompletion, counted: int) -> Usage:
-        """Tokens as the server reports them, priced; our own prompt count if it reports none."""
+        """Tokens as the server reports them, priced; our own prompt count (and no completion
+        tokens) from a server that reports none."""
         reported = completion.usage
         if reported is None:
             usage = Usage(counted, 0)
@@ -167,4 +169,4 @@ class OpenAIPolicy:
             details = reported.prompt_tokens_details
             cached = (details.cached_tokens or 0) if details is not None else 0
             usage = Usage(reported.prompt_tokens, reported.completion_tokens, cache_read_tokens=cached)
-        return Usage(**{**usage.to_dict(), "cost_usd": self.builder.price.cost(usage)})
+        return dataclasses.replace(usage, cost_usd=self.builder.price.cost(usage))
