@@ -9,8 +9,10 @@ of backend, by its ``backend`` key:
 - ``hf``: a local transformers model (:mod:`oec.policies.hf`): the random-init tiny Qwen2 or any
   local checkpoint folder, served with the student description (``model`` group: tokenizer, chat
   template, attention, precision, context length, history view); weights load once per builder.
+- ``anthropic``: the Messages API with native tool calls (:mod:`oec.policies.anthropic_backend`),
+  the expert of the paper (Claude 3.7 Sonnet); its replies are stored in the student's XML format.
 
-The ``hf`` backend is imported lazily so that oracle-only runs never import torch.
+The ``hf`` backend and the SDKs are imported lazily so that oracle-only runs never import torch.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from oec.config import Above, AtLeast, AtMost
+from oec.policies.anthropic_backend import AnthropicPolicyConfig
 from oec.policies.base import ContextLimitExceeded, Policy, PolicyBuilder, Reply
 from oec.policies.oracle import DEFAULT_MAX_STEPS, OraclePolicy
 from oec.policies.pricing import Price
@@ -29,6 +32,7 @@ from oec.student import TINY, StudentModel, is_checkpoint_dir
 from oec.types import Author
 
 __all__ = [
+    "AnthropicPolicyConfig",
     "ContextLimitExceeded",
     "HFPolicyConfig",
     "OraclePolicyConfig",
@@ -92,7 +96,7 @@ class HFPolicyConfig:
         return "tiny-qwen2" if self.model == TINY else Path(self.model).name
 
 
-PolicyConfig = OraclePolicyConfig | HFPolicyConfig
+PolicyConfig = OraclePolicyConfig | HFPolicyConfig | AnthropicPolicyConfig
 """The ``policy`` config group: one backend, chosen by its ``backend`` key."""
 
 
@@ -106,6 +110,10 @@ def make_policy_builder(
         return functools.partial(
             OraclePolicy, author=author, name=config.model_name, max_steps=config.max_steps
         )
+    if isinstance(config, AnthropicPolicyConfig):
+        from oec.policies.anthropic_backend import AnthropicPolicyBuilder
+
+        return AnthropicPolicyBuilder(config, author, prices)
     from oec.policies.hf import HFPolicyBuilder
 
     return HFPolicyBuilder(config, author, student)
