@@ -113,6 +113,31 @@ def _split(messages: Sequence[Message]) -> tuple[str, Sequence[Message]]:
     return messages[0].content, messages[1:]
 
 
+def anthropic_content(content: str, tool_id: str) -> list[dict[str, Any]]:
+    """One reply in our format as Messages API content blocks: its thought and its call with id
+    ``tool_id``, or one text block when it does not parse."""
+    action = _parsed(content)
+    if action is None:
+        return [{"type": "text", "text": _text(content)}]
+    blocks = [{"type": "text", "text": action.thought}] if action.thought else []
+    use = {"type": "tool_use", "id": tool_id, "name": action.call.name}
+    return [*blocks, {**use, "input": dict(action.call.arguments)}]
+
+
+def openai_message(content: str, tool_id: str) -> dict[str, Any]:
+    """One reply in our format as a Chat Completions assistant message: its thought as ``content``
+    and its call with id ``tool_id``, or the text alone when it does not parse."""
+    action = _parsed(content)
+    if action is None:
+        return {"role": "assistant", "content": content}
+    function = {"name": action.call.name, "arguments": json.dumps(action.call.arguments)}
+    return {
+        "role": "assistant",
+        "content": action.thought or None,
+        "tool_calls": [{"id": tool_id, "type": "function", "function": function}],
+    }
+
+
 def to_anthropic(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]]:
     """``messages`` as the Messages API takes them: the system prompt and the message list."""
     system, rest = _split(messages)
@@ -120,15 +145,8 @@ def to_anthropic(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]
     open_call: str | None = None
     for message in rest:
         if message.role == "assistant":
-            action = _parsed(message.content)
-            if action is None:
-                blocks = [{"type": "text", "text": _text(message.content)}]
-                open_call = None
-            else:
-                open_call = call_id(message.turn)
-                use = {"type": "tool_use", "id": open_call, "name": action.call.name}
-                blocks = [{"type": "text", "text": action.thought}] if action.thought else []
-                blocks.append({**use, "input": dict(action.call.arguments)})
+            open_call = call_id(message.turn) if _parsed(message.content) else None
+            blocks = anthropic_content(message.content, open_call or "")
             native.append({"role": "assistant", "content": blocks})
         elif message.author == "env" and open_call is not None:
             result = {"type": "tool_result", "tool_use_id": open_call, "content": _tool_output(message)}
@@ -148,20 +166,8 @@ def to_openai(messages: Sequence[Message]) -> list[dict[str, Any]]:
     open_call: str | None = None
     for message in rest:
         if message.role == "assistant":
-            action = _parsed(message.content)
-            if action is None:
-                native.append({"role": "assistant", "content": message.content})
-                open_call = None
-                continue
-            open_call = call_id(message.turn)
-            function = {"name": action.call.name, "arguments": json.dumps(action.call.arguments)}
-            native.append(
-                {
-                    "role": "assistant",
-                    "content": action.thought or None,
-                    "tool_calls": [{"id": open_call, "type": "function", "function": function}],
-                }
-            )
+            open_call = call_id(message.turn) if _parsed(message.content) else None
+            native.append(openai_message(message.content, open_call or ""))
         elif message.author == "env" and open_call is not None:
             native.append({"role": "tool", "tool_call_id": open_call, "content": _tool_output(message)})
             open_call = None

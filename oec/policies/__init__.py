@@ -12,9 +12,11 @@ of backend, by its ``backend`` key:
 - ``openai``: any server speaking the OpenAI chat completions API (vLLM, SGLang, OpenAI itself)
   through the official SDK (:mod:`oec.policies.openai_backend`), its prompts counted with the
   student description's tokenizer.
+- ``anthropic``: the Messages API with native tool calls (:mod:`oec.policies.anthropic_backend`),
+  the expert of the paper (Claude 3.7 Sonnet); its replies are stored in the student's XML format.
 
-The ``hf`` and ``openai`` backends are imported lazily so that oracle-only runs never import torch
-or transformers.
+The ``hf`` and ``openai`` backends and the SDKs are imported lazily so that oracle-only runs never
+import torch or transformers.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from oec.config import Above, AtLeast, AtMost
+from oec.policies.anthropic_backend import AnthropicPolicyConfig
 from oec.policies.base import ContextLimitExceeded, Policy, PolicyBuilder, Reply
 from oec.policies.oracle import DEFAULT_MAX_STEPS, OraclePolicy
 from oec.policies.pricing import Price
@@ -36,6 +39,7 @@ from oec.student import TINY, StudentModel, is_checkpoint_dir
 from oec.types import Author
 
 __all__ = [
+    "AnthropicPolicyConfig",
     "ContextLimitExceeded",
     "HFPolicyConfig",
     "OpenAIPolicyConfig",
@@ -151,7 +155,7 @@ class OpenAIPolicyConfig:
         return self.name or self.model
 
 
-PolicyConfig = OraclePolicyConfig | HFPolicyConfig | OpenAIPolicyConfig
+PolicyConfig = OraclePolicyConfig | HFPolicyConfig | OpenAIPolicyConfig | AnthropicPolicyConfig
 """The ``policy`` config group: one backend, chosen by its ``backend`` key."""
 
 
@@ -170,6 +174,10 @@ def make_policy_builder(
         from oec.policies.openai_backend import OpenAIPolicyBuilder
 
         return OpenAIPolicyBuilder(config, author, student, prices)
+    if isinstance(config, AnthropicPolicyConfig):
+        from oec.policies.anthropic_backend import AnthropicPolicyBuilder
+
+        return AnthropicPolicyBuilder(config, author, prices)
     from oec.policies.hf import HFPolicyBuilder
 
     return HFPolicyBuilder(config, author, student)
