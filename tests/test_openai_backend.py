@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from oec.agent.actions import parse_action
 from oec.agent.loop import AgentLimits, Episode, run_episode
@@ -39,6 +40,7 @@ from oec.policies.base import ContextLimitExceeded, PolicyCallFailed
 from oec.policies.oracle import OraclePolicy
 from oec.policies.retry import RetryConfig
 from oec.policies.wire_server import spawned
+from oec.runner import load_rollout_config, store_config
 from oec.store import read_trajectories
 from oec.student import TINY, StudentModel
 from oec.tasks import load_tasks
@@ -200,6 +202,13 @@ def server() -> Iterator[OracleServer]:
 
 
 @pytest.fixture
+def checkpoint_dir(tmp_path: Path) -> Path:
+    """A folder that passes the checkpoint-folder check (nothing is loaded from it)."""
+    (tmp_path / "config.json").write_text("{}")
+    return tmp_path
+
+
+@pytest.fixture
 def fresh(server: OracleServer) -> OracleServer:
     """The shared server with no faults queued and no requests recorded yet."""
     with server.lock:
@@ -348,6 +357,31 @@ def test_a_remote_server_without_its_key_is_a_config_error_naming_the_field(monk
     monkeypatch.setenv("OEC_TEST_KEY", "sk-test")
     keyed = parse(PolicyConfig, {**remote, "api_key_env": "OEC_TEST_KEY"}, "expert")
     assert keyed.base_url == remote["base_url"]
+
+
+def test_served_student_and_expert_compose_into_a_real_run(checkpoint_dir: Path) -> None:
+    """``policy@student=openai`` and ``policy@expert=openai`` compose with an arm; the store's
+    recorded config keeps the student description, which counts the served policy's prompts."""
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "+exp=oec",
+                "tasks.path=rows.parquet",
+                "policy@student=openai",
+                f"student.model={checkpoint_dir}",
+                "policy@expert=openai",
+                "expert.model=SWE-agent-LM-32B",
+                "expert.base_url=http://127.0.0.1:8001/v1",
+                "expert.action_format=native",
+            ],
+        )
+        config = load_rollout_config(cfg)
+        recorded = store_config(cfg, config)
+    student, expert = config.policies["student"], config.policies["expert"]
+    assert isinstance(student, OpenAIPolicyConfig) and isinstance(expert, OpenAIPolicyConfig)
+    assert (student.action_format, expert.action_format) == ("xml", "native")
+    assert student.model_name == str(checkpoint_dir) and "model" in recorded
 
 
 def collect(base_url: str, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
