@@ -297,11 +297,11 @@ def test_429_waits_the_servers_retry_after_and_is_recorded(fresh, tasks) -> None
 def test_server_errors_timeouts_empty_and_refused_replies_are_retried(fresh, tasks) -> None:
     fresh.faults += [
         Fault(500, "Internal server error"),
-        Fault(503, "busy", delay_s=0.6),  # past the client's timeout: it never sees the 503
+        Fault(503, "busy", delay_s=1.5),  # past the client's timeout: it never sees the 503
         Fault(content=""),
         Fault(refusal="I can't help with that."),
     ]
-    policy = make_policy_builder(config(fresh, timeout_s=0.3), "student", STUDENT, {})(tasks[0], 0)
+    policy = make_policy_builder(config(fresh, timeout_s=1.0), "student", STUDENT, {})(tasks[0], 0)
     reply = policy.act(opening(tasks[0]), 0)
     assert [r.reason for r in reply.retries] == ["server_error", "timeout", "empty", "refusal"]
     assert "<function=" in reply.content and len(fresh.requests) == 5
