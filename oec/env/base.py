@@ -22,6 +22,16 @@ class ExecResult:
     duration_s: float = 0.0
 
 
+class SandboxInfraError(RuntimeError):
+    """The sandbox itself broke, not the agent's commands: a container died or could not start, its
+    image is missing, the runtime's daemon or client failed.
+
+    Raised by sandbox runtimes (from their constructor or from :meth:`Sandbox.run`); the verifier
+    turns it into a verdict with status ``infra_error`` (:mod:`oec.verify.run_tests`), which is kept
+    apart from the agent's failures and out of resolve rates.
+    """
+
+
 class Sandbox(Protocol):
     workdir: str
     """Absolute path of the repository checkout inside the sandbox (the agent's cwd)."""
