@@ -65,6 +65,8 @@ def test_swebench_row_mapping():
         "created_at": "2022-03-03T15:14:54Z",
         "environment_setup_commit": "298ccb478e6bf092953bca67a3d29dc6c35f6752",
         "row_format": "swe-bench",
+        "grading": "swebench",
+        "workdir": "/testbed",
     }
     assert task_from_row({**SWEBENCH_ROW, "split": "train"}, default_split="test").split == "train"
 
