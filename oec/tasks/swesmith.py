@@ -6,7 +6,8 @@ patch that introduces the bug (``Task.metadata["bug_patch"]``, :func:`oec.tasks.
 :func:`apply_bug_patch` applies it and commits it with a fixed identity and date; the runtime then
 uses that commit as the sandbox's ``base_commit`` (the base ``submit`` diffs against), so the agent
 starts from the buggy repository and its patch contains only its own changes. The runtime calls it
-for every sandbox of such a task, the agent's and the verifier's alike.
+for every sandbox of such a task, the agent's and the verifier's alike. A repository that already
+holds the bug (a local clone of the mirror at the instance's branch) is left as it is.
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ def apply_bug_patch(sandbox: Sandbox, task: Task, timeout: float = 120.0) -> str
         return sandbox.base_commit
     env = " ".join(f"{key}={shlex.quote(value)}" for key, value in _IDENTITY.items())
     message = shlex.quote(f"SWE-smith bug {task.instance_id}")
+    path = shlex.quote(f"{sandbox.tool_dir}/bug.diff")
     result = sandbox.run(
-        f"git apply --verbose - && git add -A && {env} git -c commit.gpgsign=false commit -q --no-verify "
-        f"-m {message} && git rev-parse HEAD",
+        f"mkdir -p {shlex.quote(sandbox.tool_dir)} && cat > {path} && "
+        f"if git apply --check --reverse {path} 2>/dev/null; then git rev-parse HEAD; "
+        f"else git apply --verbose {path} && git add -A && {env} git -c commit.gpgsign=false commit -q "
+        f"--no-verify -m {message} && git rev-parse HEAD; fi",
         timeout=timeout,
         stdin=bug if bug.endswith("\n") else bug + "\n",
     )

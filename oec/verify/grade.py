@@ -30,7 +30,9 @@ from collections.abc import Callable
 from swebench.harness.constants import (
     APPLY_PATCH_FAIL,
     END_TEST_OUTPUT,
+    FAIL_TO_FAIL,
     FAIL_TO_PASS,
+    PASS_TO_FAIL,
     PASS_TO_PASS,
     RESET_FAILED,
     START_TEST_OUTPUT,
@@ -172,9 +174,10 @@ def swesmith_tests_report(
     status_map: dict[str, str], gold: dict[str, list[str]]
 ) -> dict[str, dict[str, list[str]]]:
     """SWE-smith's ``get_eval_tests_report``: a test missing from ``status_map`` passed; only an
-    explicit failure or error failed; any other status (skipped) lands in neither list."""
+    explicit failure or error failed; any other status (skipped) lands in neither list. The
+    FAIL_TO_FAIL / PASS_TO_FAIL lists are empty, as SWE-smith (and swebench) report them."""
     passing = {TestStatus.PASSED.value, TestStatus.XFAIL.value}
-    report = {}
+    report = {key: {"success": [], "failure": []} for key in (FAIL_TO_FAIL, PASS_TO_FAIL)}
     for key in (FAIL_TO_PASS, PASS_TO_PASS):
         statuses = [(test, status_map.get(test)) for test in gold[key]]
         report[key] = {
