@@ -9,6 +9,7 @@ the local sandbox, and swebench's own code reads what we write for its harness.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -40,6 +41,7 @@ from oec.types import Message, Task, Trajectory, Verdict
 from oec.verify.run_tests import DEFAULT_TEST_COMMAND, verify
 from oec.verify.swebench_harness import (
     HarnessUnavailable,
+    grade_with_harness,
     harness_command,
     instance_row,
     read_run_report,
@@ -614,3 +616,77 @@ def test_the_harness_run_report_in_our_categories(tmp_path: Path, monkeypatch: p
     counts = outcome.counts()
     assert (counts["harness"], counts["graded"], counts["infra_error"]) == ("swebench", 4, 2)
     assert counts["resolve_rate"] == 0.25
+
+
+def embedded_image(instance_id: str) -> str | None:
+    """The local image of an embedded task (``make images``: ``oec-embedded/<project>-<n>:<tag>``)."""
+    try:
+        listed = subprocess.run(
+            [
+                "docker",
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                f"oec-embedded/{instance_id.split('__')[1]}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return listed.stdout.split()[0] if listed.returncode == 0 and listed.stdout.strip() else None
+
+
+def swebench_eval_script(task: Task) -> str:
+    """An eval script shaped like swebench 5.x's: reset the test files, apply the test patch, run the
+    listed tests between the markers, reset again."""
+    files = " ".join(sorted(set(re.findall(r"^\+\+\+ b/(.+)$", task.test_patch, re.MULTILINE))))
+    tests = " ".join(f"'{test}'" for test in [*task.FAIL_TO_PASS, *task.PASS_TO_PASS])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            "set -uxo pipefail",
+            "cd /testbed",
+            f"git checkout {task.base_commit} {files}",
+            "git apply -v - <<'EOF_114329324912'",
+            task.test_patch.rstrip("\n"),
+            "EOF_114329324912",
+            ": '>>>>> Start Test Output'",
+            f"python -m pytest -rA -p no:cacheprovider {tests}",
+            ": '>>>>> End Test Output'",
+            f"git checkout {task.base_commit} {files}",
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_swebenchs_harness_end_to_end_on_local_images(tmp_path: Path) -> None:
+    """swebench's real harness in docker on two embedded tasks in their images, as 5.x rows: the gold
+    patch resolves, a patch that does not apply is unresolved, a missing image is an infra_error."""
+    ids = ["oec-embedded__ledger-008", "oec-embedded__ledger-009", "oec-embedded__ledger-010"]
+    tasks = load_tasks("embedded", instance_ids=ids, materialize_snapshots=False).tasks
+    images = [embedded_image(ids[0]), embedded_image(ids[1]), "oec-embedded/no-such-image:none"]
+    if None in images:
+        pytest.skip("needs the docker daemon and the embedded tasks' images (make images)")
+    rows = [
+        dataclasses.replace(
+            task,
+            metadata={
+                **task.metadata,
+                "image": image,
+                "eval_script": swebench_eval_script(task),
+                "log_parser": "parse_log_pytest",
+            },
+        )
+        for task, image in zip(tasks, images, strict=True)
+    ]
+    assert unavailable_reason(rows[:2]) is None
+    assert "not present locally, e.g. oec-embedded/no-such-image:none" in unavailable_reason(rows)
+    patches = [rows[0].patch, SMITH["patch"], rows[2].patch]
+    trajectories = [rollout(task.instance_id, False) for task in rows]
+    for trajectory, patch in zip(trajectories, patches, strict=True):
+        trajectory.patch = patch
+    predictions = write_predictions(trajectories, "org/student", tmp_path)
+    outcome = grade_with_harness(rows, predictions, "org/student", "test", 2, 300)
+    assert (outcome.resolved, outcome.unresolved, outcome.infra_error) == ([ids[0]], [ids[1]], [ids[2]])
