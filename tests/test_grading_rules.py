@@ -12,6 +12,7 @@ from swebench.harness.constants import END_TEST_OUTPUT, START_TEST_OUTPUT
 
 from oec.tasks.rows import grading_of, task_from_row
 from oec.types import Task
+from oec.verify.__main__ import main as verify_main
 from oec.verify.grade import grade_log, parser_name_for
 
 FIXTURE = (
@@ -147,3 +148,34 @@ def test_the_rows_log_parser_reads_the_log(log: str) -> None:
         == "parse_log_django"
     )
     assert parser_name_for(task_from_row(row, row_format="swe-bench")) == "pytest"
+
+
+def test_the_cli_grades_a_row_by_its_sources_rule(
+    tmp_path: Path, log: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row = smith_row()
+    instance, partial = tmp_path / "instance.json", tmp_path / "log.txt"
+    instance.write_text(json.dumps(row))
+    partial.write_text(without(log, row["FAIL_TO_PASS"][0]))
+    assert verify_main(["grade", "--instance", str(instance), "--log", str(partial)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["grading"], result["resolved"], result["per_test"][row["FAIL_TO_PASS"][0]]) == (
+        "swesmith",
+        True,
+        "MISSING",
+    )
+    instance.write_text(
+        json.dumps({**row, "repo": "getmoto/moto", "base_commit": "694ce1f4", "test_patch": ""})
+    )
+    assert (
+        verify_main(["grade", "--instance", str(instance), "--log", str(partial), "--source", "swe_bench"])
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert (result["grading"], result["resolved"]) == ("swebench", False)
+    instance.write_text(json.dumps({**row, "patch": ""}))
+    assert (
+        verify_main(["grade", "--instance", str(instance), "--log", str(partial), "--source", "swe_smith"])
+        == 2
+    )
+    assert "field 'patch' (the bug patch)" in capsys.readouterr().err
