@@ -174,7 +174,7 @@ def test_swe_smith_rows_carry_the_bug_and_its_reverse_as_gold() -> None:
     assert bug_patch_of(task) == SMITH["patch"]
     assert task.patch == reverse_patch(SMITH["patch"])
     assert "\n+a\n" in task.patch and "\n-b\n" in task.patch
-    assert task.test_patch == "" and task.base_commit == SMITH["instance_id"]
+    assert task.test_patch == "" and task.base_commit == "HEAD"
     assert task.metadata["grading"] == "swesmith" and task.metadata["created_at"] == SMITH["created_at"]
 
 

@@ -11,6 +11,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+class SandboxError(RuntimeError):
+    """The sandbox could not be created or used; the message names the snapshot, image or step."""
+
+
+class SandboxInfraError(SandboxError):
+    """The sandbox's machinery failed, not the agent: the image is missing, the container would not
+    start or died, the runtime's client broke. A verifier reports it as an ``infra_error`` verdict
+    (kept out of resolve rates), never as the agent's failure."""
+
+
 @dataclass(frozen=True)
 class ExecResult:
     """Result of one command. ``output`` interleaves stdout and stderr and may be truncated."""
@@ -20,16 +30,6 @@ class ExecResult:
     timed_out: bool = False
     truncated: bool = False
     duration_s: float = 0.0
-
-
-class SandboxInfraError(RuntimeError):
-    """The sandbox itself broke, not the agent's commands: a container died or could not start, its
-    image is missing, the runtime's daemon or client failed.
-
-    Raised by sandbox runtimes (from their constructor or from :meth:`Sandbox.run`); the verifier
-    turns it into a verdict with status ``infra_error`` (:mod:`oec.verify.run_tests`), which is kept
-    apart from the agent's failures and out of resolve rates.
-    """
 
 
 class Sandbox(Protocol):

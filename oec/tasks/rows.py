@@ -20,9 +20,11 @@ Task's own fields lives in ``Task.metadata`` under the keys below, read through 
 - ``bug_patch`` (:func:`bug_patch_of`): SWE-smith only. A SWE-smith row's ``patch`` *introduces* the
   bug and its instance lives on a branch of a GitHub mirror, which is unreachable offline. So the
   Task's gold ``patch`` is that patch reversed, and the runtime starts from the clean repository the
-  image holds at ``/testbed`` (the mirror's commit, ``commit8`` in the image name), applies
-  ``bug_patch`` there and commits it (:func:`oec.tasks.swesmith.apply_bug_patch`): that commit is
-  the base the agent works from and ``submit`` diffs against.
+  image holds at ``/testbed`` (the mirror's commit, ``commit8`` in the image name; the Task's
+  ``base_commit`` is ``HEAD``, and a row's own ``base_commit``, the instance branch's commit that is
+  not in the image, is kept as ``instance_commit``), applies ``bug_patch`` there and commits it
+  (:func:`oec.tasks.swesmith.apply_bug_patch`): that commit is the base the agent works from and
+  ``submit`` diffs against.
 - ``row_format``: ``swe-bench``, ``swe-gym`` or ``swe-smith``, the mapping used.
 
 The row's other columns (``hints_text``, ``created_at``, ``environment_setup_commit``...) go to
@@ -43,6 +45,9 @@ from oec.types import SchemaError, Task
 RowFormat = Literal["swe-bench", "swe-gym", "swe-smith"]
 Grading = Literal["swebench", "swesmith"]
 DEFAULT_WORKDIR = "/testbed"
+CLEAN_BASE = "HEAD"
+"""``base_commit`` of a SWE-smith task: the clean repository as its image (or a local mirror's
+default branch) holds it, to which the bug patch is then applied."""
 TEMPLATE_FIELDS = ("instance_id", "owner", "name", "commit8")
 """Fields an ``image_template`` may use."""
 GRADING: dict[RowFormat, Grading] = {"swe-bench": "swebench", "swe-gym": "swebench", "swe-smith": "swesmith"}
@@ -241,8 +246,9 @@ def task_from_row(
             raise SchemaError(f"{where}: field 'patch': {exc}") from None
         metadata["bug_patch"] = bug
         data["test_patch"] = data.get("test_patch") or ""
-        if not data.get("base_commit"):
-            data["base_commit"] = data["instance_id"]
+        if data.get("base_commit"):
+            metadata["instance_commit"] = data["base_commit"]
+        data["base_commit"] = CLEAN_BASE
     image = _row_image(layout, data, image_template, named=row_format is not None)
     if image is not None:
         metadata["image"] = image

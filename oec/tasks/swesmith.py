@@ -6,8 +6,9 @@ patch that introduces the bug (``Task.metadata["bug_patch"]``, :func:`oec.tasks.
 :func:`apply_bug_patch` applies it and commits it with a fixed identity and date; the runtime then
 uses that commit as the sandbox's ``base_commit`` (the base ``submit`` diffs against), so the agent
 starts from the buggy repository and its patch contains only its own changes. The runtime calls it
-for every sandbox of such a task, the agent's and the verifier's alike. A repository that already
-holds the bug (a local clone of the mirror at the instance's branch) is left as it is.
+for every sandbox of such a task, the agent's and the verifier's alike (the task's ``base_commit`` is
+``HEAD``: whatever clean commit the image, or a local mirror's default branch, holds). A repository
+that already holds the bug (a clone checked out at the instance's branch) is left as it is.
 """
 
 from __future__ import annotations
