@@ -37,6 +37,7 @@ from oec.tasks.__main__ import CONF_DIR
 from oec.tasks.gitrepo import commit_all, diff, git
 from oec.tasks.rows import bug_patch_of, reverse_patch, task_from_row
 from oec.tasks.swesmith import BugPatchError, apply_bug_patch
+from oec.tasks.validate import validate_task
 from oec.types import Message, Task, Trajectory, Verdict
 from oec.verify.run_tests import DEFAULT_TEST_COMMAND, verify
 from oec.verify.swebench_harness import (
@@ -690,3 +691,11 @@ def test_swebenchs_harness_end_to_end_on_local_images(tmp_path: Path) -> None:
     predictions = write_predictions(trajectories, "org/student", tmp_path)
     outcome = grade_with_harness(rows, predictions, "org/student", "test", 2, 300)
     assert (outcome.resolved, outcome.unresolved, outcome.infra_error) == ([ids[0]], [ids[1]], [ids[2]])
+
+
+@pytest.mark.slow
+def test_validate_applies_the_bug_patch_first(mirror: tuple[Path, str, str]) -> None:
+    task = smith_task(mirror)
+    assert validate_task(task, timeout=120).problems == []
+    broken = smith_task(mirror, patch=SMITH["patch"])
+    assert validate_task(broken, timeout=120).problems[0].startswith("bug patch does not apply")
