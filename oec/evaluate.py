@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 
 from oec.config import AtLeast, ConfigError, NonEmpty, parse
 from oec.eval_report import write_predictions, write_results
+from oec.progress import print_collection_summary
 from oec.runner import load_rollout_config, run_into_store, select_tasks, store_config
 from oec.runtime import StopRequest
 from oec.switch import Never
@@ -61,6 +62,9 @@ class EvaluateConfig:
     harness: Literal["ours", "swebench"] = "ours"
     """Who grades the report: our verdicts, or swebench's harness on predictions.jsonl (module docstring)."""
     swebench: SwebenchHarnessConfig = field(default_factory=SwebenchHarnessConfig)
+    budget_usd: Annotated[float, AtLeast(0)] | None = None
+    """Total spend in dollars (every rollout in the store counts); once reached no rollout is
+    launched and those in flight finish; the report covers what was stored. Null: no budget."""
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -83,10 +87,14 @@ def main(cfg: DictConfig) -> None:
         samples_per_task=options.samples_per_task,
         num_workers=options.num_workers,
         grace_s=options.stop_grace_s,
+        budget_usd=options.budget_usd,
         allow_task_change=options.allow_task_change,
     )
     wanted = {t.instance_id for t in loaded.tasks}
     trajectories = [t for t in store.read() if t.instance_id in wanted]
+    print_collection_summary(
+        trajectories, title=f"evaluation summary: {options.store}", note=outcome.budget_line()
+    )
     model_name = config.policies["student"].model_name
     out_dir = Path(options.store)
     graded_by = None
