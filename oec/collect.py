@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import hydra
 from omegaconf import DictConfig
 
-from oec.config import AtLeast, ConfigError, parse
+from oec.config import Above, AtLeast, ConfigError, parse
 from oec.progress import print_collection_summary
 from oec.runner import load_rollout_config, run_into_store, select_tasks, store_config
 from oec.runtime import StopRequest
@@ -46,19 +46,17 @@ class CollectConfig:
     stop_grace_s: Annotated[float, AtLeast(0)] = 20.0
     """On SIGTERM/SIGINT/SIGUSR2, how long in-flight rollouts may still finish and be stored
     (under SLURM's 30 s KillWait)."""
-    budget_usd: Annotated[float, AtLeast(0)] | None = None
+    budget_usd: Annotated[float, Above(0)] | None = None
     """Total spend of the run in dollars (every rollout in the store counts, earlier runs' too); once
-    reached no rollout is launched and those in flight finish. Null: no budget. With ``shard``, each
-    shard gets ``budget_usd / shard.count``."""
-    shard: ShardConfig | None = None
-    """``{index: I, count: N}``: run only the tasks of shard I of N (stable hash of the instance id),
-    into ``<store>.shard-I-of-N``. Null: every task, into ``store``."""
+    reached no rollout is launched and those in flight finish. Null: no budget. Sharded, each shard
+    gets ``budget_usd / shard.count``."""
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    """``{index: I, count: N}``: with N > 1, run only the tasks of shard I of N (stable hash of the
+    instance id) into ``<store>.shard-I-of-N``. The default, 0 of 1: every task, into ``store``."""
 
     def shard_budget_usd(self) -> float | None:
         """This process's part of the budget."""
-        if self.budget_usd is None or self.shard is None:
-            return self.budget_usd
-        return self.budget_usd / self.shard.count
+        return None if self.budget_usd is None else self.budget_usd / self.shard.count
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -71,16 +69,11 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
     root, recorded = options.store, store_config(cfg, config)
-    if options.shard is not None:
-        loaded = dataclasses.replace(loaded, tasks=options.shard.select(loaded.tasks))
-        root, recorded = options.shard.store(root), recorded | {"shard": options.shard.as_dict()}
-        log.info(
-            "shard %d of %d: %d tasks, into %s",
-            options.shard.index,
-            options.shard.count,
-            len(loaded.tasks),
-            root,
-        )
+    shard = options.shard
+    if shard.count > 1:
+        loaded = dataclasses.replace(loaded, tasks=shard.select(loaded.tasks))
+        root, recorded = shard.store(root), recorded | {"shard": shard.as_dict()}
+        log.info("shard %d of %d: %d tasks, into %s", shard.index, shard.count, len(loaded.tasks), root)
     store, outcome = run_into_store(
         root,
         recorded,

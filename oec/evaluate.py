@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 import hydra
 from omegaconf import DictConfig
 
-from oec.config import AtLeast, ConfigError, NonEmpty, parse
+from oec.config import Above, AtLeast, ConfigError, NonEmpty, parse
 from oec.eval_report import write_predictions, write_results
 from oec.progress import print_collection_summary
 from oec.runner import load_rollout_config, run_into_store, select_tasks, store_config
@@ -62,7 +62,7 @@ class EvaluateConfig:
     harness: Literal["ours", "swebench"] = "ours"
     """Who grades the report: our verdicts, or swebench's harness on predictions.jsonl (module docstring)."""
     swebench: SwebenchHarnessConfig = field(default_factory=SwebenchHarnessConfig)
-    budget_usd: Annotated[float, AtLeast(0)] | None = None
+    budget_usd: Annotated[float, Above(0)] | None = None
     """Total spend in dollars (every rollout in the store counts); once reached no rollout is
     launched and those in flight finish; the report covers what was stored. Null: no budget."""
 

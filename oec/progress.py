@@ -174,7 +174,7 @@ def print_collection_summary(trajectories: list[Trajectory], title: str, note: s
         "switch steps",
     ):
         outcomes.add_column(column, justify="left" if column in left else "right")
-    costs = Table(title=f"cost and exits: {title}", caption=note)
+    costs = Table(title="cost and exits", caption=note)
     for column in ("mode", "spend $", "$ per accepted", "retries", "exit statuses"):
         costs.add_column(column, justify="right" if "$" in column else "left")
     for row in rows:

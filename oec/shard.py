@@ -6,7 +6,8 @@ and Python version (``hash()`` is salted per process), and adding tasks never mo
 
 The shard is never read from ``SLURM_ARRAY_TASK_ID`` implicitly: Hydra's submitit launcher runs a
 sweep as a SLURM array too, where that variable numbers the sweep points, not shards. The SLURM
-template (launch/serve_vllm.sbatch) passes it explicitly: ``collect.shard.index=$SLURM_ARRAY_TASK_ID``.
+template (launch/serve_vllm.sbatch) passes it explicitly: ``collect.shard.index=$SLURM_ARRAY_TASK_ID
+collect.shard.count=$SLURM_ARRAY_TASK_COUNT``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from oec.types import Task
 
 @dataclass(frozen=True)
 class ShardConfig:
-    """``collect.shard``: this process runs shard ``index`` of ``count``."""
+    """``collect.shard``: this process runs shard ``index`` of ``count`` (0 of 1: everything)."""
 
-    index: Annotated[int, AtLeast(0)]
-    count: Annotated[int, AtLeast(1)]
+    index: Annotated[int, AtLeast(0)] = 0
+    count: Annotated[int, AtLeast(1)] = 1
 
     def __post_init__(self) -> None:
         if self.index >= self.count:

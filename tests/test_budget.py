@@ -188,5 +188,5 @@ def test_summary_shows_spend_cost_per_accepted_retries_and_exit_statuses(capsys)
     assert summary_rows(group[1:3])[0]["usd_per_accepted"] is None
     print_collection_summary(group, title="t", note="budget reached: $4.00 spent of $3.00")
     out = capsys.readouterr().out
-    assert "cost and exits: t" in out and "budget reached: $4.00 spent of $3.00" in out
+    assert "cost and exits" in out and "budget reached: $4.00 spent of $3.00" in out
     assert "4.00" in out and "2.00" in out and "api_error:1 cost_limit:1 submitted:2" in out

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from oec.collect import CollectConfig
 from oec.config import ConfigError, parse
 from oec.runner import load_rollout_config, run_into_store, store_config
 from oec.runtime import StopRequest
@@ -142,6 +145,38 @@ def test_mismatched_overlapping_and_clashing_shards_are_refused(shard_stores, tm
     assert not out.exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
 
 
+TEMPLATE = REPO / "launch" / "serve_vllm.sbatch"
+
+
+def test_the_slurm_template_parses_and_runs_its_shard_against_its_server() -> None:
+    subprocess.run(["bash", "-n", str(TEMPLATE)], check=True)
+    if shutil.which("shellcheck"):
+        lint = subprocess.run(["shellcheck", str(TEMPLATE)], capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout
+    array = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_GPUS_ON_NODE": "4"}
+    env = {**os.environ, **array, "SLURM_JOB_ID": "77", "DRY_RUN": "1", "PYTHON": sys.executable}
+    argv = ["bash", str(TEMPLATE), "/ckpt/model", "+exp=demo", "switch=never"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    server, collect = (shlex.split(line) for line in done.stdout.splitlines())
+    assert server[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    options = dict(zip(server[3::2], server[4::2], strict=False))
+    assert options["--tensor-parallel-size"] == "4" and options["--port"] == "8003"
+    assert options["--served-model-name"] == "/ckpt/model" == options["--model"]
+    assert collect[:3] == [sys.executable, "-m", "oec.collect"]
+    overrides = [o for o in collect[3:] if not o.startswith("hydra.")]
+    assert f"student.base_url=http://{socket.gethostname()}:8003/v1" in overrides
+    if not (CONF / "policy" / "openai.yaml").exists():  # the openai backend's config: its own branch
+        overrides = [o for o in overrides if not o.startswith(("policy@student", "student."))]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    assert parse(CollectConfig, cfg.collect, "collect").shard == ShardConfig(3, 8)
+    if "policy@student=openai" in overrides:
+        assert cfg.student.backend == "openai" and cfg.student.model == "/ckpt/model"
+        assert cfg.student.base_url.endswith(":8003/v1") and cfg.student.api_key_env == "VLLM_API_KEY"
+    usage = subprocess.run(["bash", str(TEMPLATE)], env=env, capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage: sbatch" in usage.stderr
+
+
 @pytest.mark.slow
 def test_sharded_collect_processes_merge_to_the_unsharded_collection(tmp_path: Path) -> None:
     """The real entry points: ``python -m oec.collect collect.shard=...`` twice, ``python -m oec.store
@@ -156,7 +191,7 @@ def test_sharded_collect_processes_merge_to_the_unsharded_collection(tmp_path: P
 
     collect(tmp_path / "whole")
     for index in range(2):
-        collect(tmp_path / "oec", f"collect.shard={{index:{index},count:2}}")
+        collect(tmp_path / "oec", f"collect.shard.index={index}", "collect.shard.count=2")
     shards = sorted(tmp_path.glob("oec.shard-*-of-2"))
     assert [s.name for s in shards] == ["oec.shard-0-of-2", "oec.shard-1-of-2"]
     merged = tmp_path / "merged"
