@@ -19,7 +19,8 @@ grace: once the spend reaches it, no rollout is launched any more, the queued on
 the ones in flight finish and are stored (each is bounded by ``agent.limits.max_cost_usd``), so the
 spend may pass the budget by what those cost. The spend counts every rollout in the store, those of
 earlier runs too, so a resumed run does not spend the budget again; a rollout that failed with an
-exception is not stored and not counted.
+exception is not stored and not counted, nor are rollouts another writer of the same store stores
+while this run goes on (it reads the store's spend once, at the start).
 """
 
 from __future__ import annotations

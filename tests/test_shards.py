@@ -116,9 +116,11 @@ def store_with(root: Path, config: dict, *keys: tuple[str, int], like: Path | No
 def test_mismatched_overlapping_and_clashing_shards_are_refused(shard_stores, tmp_path: Path) -> None:
     roots, config = shard_stores
     out = tmp_path / "out"
-    other_seed = store_with(
-        tmp_path / "seed1", config | {"seed": 1, "shard": {"index": 1, "count": 2}}, ("x", 0)
-    )
+    shard1 = {"shard": {"index": 1, "count": 2}}
+    no_source = store_with(tmp_path / "no-source", config | shard1, ("x", 0))
+    with pytest.raises(StoreError, match=rf"{no_source}: its task source \(none recorded\) differs from"):
+        merge_stores(out, [roots[0], no_source])
+    other_seed = store_with(tmp_path / "seed1", config | {"seed": 1} | shard1, ("x", 0), like=roots[0])
     with pytest.raises(
         StoreError, match=rf"{other_seed}: its config differs from {roots[0]}'s: seed: 0 -> 1"
     ):
@@ -142,7 +144,19 @@ def test_mismatched_overlapping_and_clashing_shards_are_refused(shard_stores, tm
     )
     with pytest.raises(StoreError, match=rf"{three}: shard.count is 3, other stores are 2 shards"):
         merge_stores(out, [roots[0], three])
-    assert not out.exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
+    # A shard a live writer holds is refused; a dead writer's torn tail is left out.
+    live = store_with(tmp_path / "live", config | shard1, like=roots[0])
+    with TrajectoryStore.open(live, config | shard1) as writer:
+        writer.append(make("w", 0))
+        with pytest.raises(StoreError, match=r"shard-.*\.jsonl: a live process is writing this shard"):
+            merge_stores(out, [roots[0], live])
+    [shard_file] = (live / "shards").glob("shard-*.jsonl")
+    with shard_file.open("ab") as f:
+        f.write(b'{"instance_id": "torn')
+    merge = merge_stores(out, [roots[0], live])
+    assert merge.records == {str(roots[0]): 2, str(live): 1} and check_store(out).torn_shards == []
+    shutil.rmtree(out)
+    assert not any(p.name.startswith(".out") for p in tmp_path.iterdir())
 
 
 TEMPLATE = REPO / "launch" / "serve_vllm.sbatch"
