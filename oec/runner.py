@@ -204,12 +204,10 @@ class RunOutcome:
     spent_usd: float = 0.0
     """What the rollouts stored by this run cost."""
     budget_usd: float | None = None
+    budget_reached: bool = False
+    """The spend reached ``budget_usd``: no rollout was launched from then on."""
     over_budget: int = 0
     """Pairs never started because the spend reached the budget."""
-
-    @property
-    def budget_reached(self) -> bool:
-        return self.budget_usd is not None and self.spent_before_usd + self.spent_usd >= self.budget_usd
 
     def budget_line(self) -> str | None:
         """One sentence on the budget stop, or None when the budget did not stop the run."""
@@ -257,8 +255,8 @@ def run_rollouts(
         log.warning("stopped by %s before any rollout started", stop.name)
         outcome.cancelled = total
         return outcome
-    if outcome.budget_reached:
-        outcome.over_budget = total
+    if budget_usd is not None and outcome.spent_before_usd >= budget_usd:
+        outcome.budget_reached, outcome.over_budget = True, total
         log.warning("%s", outcome.budget_line())
         return outcome
     builders = config.builders()
@@ -271,11 +269,18 @@ def run_rollouts(
 
     def finished(trajectory: Trajectory) -> None:
         nonlocal spent
-        if budget_usd is not None:
-            with spend_lock:
-                spent += trajectory.cost_usd
-                if spent >= budget_usd:
-                    over_budget.set()
+        if budget_usd is None:
+            return
+        with spend_lock:
+            spent += trajectory.cost_usd
+            if spent >= budget_usd and not over_budget.is_set():
+                over_budget.set()
+                log.warning(
+                    "budget reached: $%.2f spent of $%.2f; no more rollouts are launched, those in "
+                    "flight finish and are stored",
+                    spent,
+                    budget_usd,
+                )
 
     def worker() -> None:
         while not (stop.requested or over_budget.is_set()):
@@ -308,10 +313,8 @@ def run_rollouts(
                 results.put((_FINISHED, key, trajectory))
 
     in_flight: set[Key] = set()
-    budget_logged = False
 
     def record(kind: str, key: Key, value: Any) -> None:
-        nonlocal budget_logged
         if kind == _STARTED:
             in_flight.add(key)
             return
@@ -328,15 +331,6 @@ def run_rollouts(
             outcome.stored += 1
             outcome.spent_usd += value.cost_usd
             progress.advance(value)
-            if outcome.budget_reached and not budget_logged:
-                budget_logged = True
-                log.warning(
-                    "budget reached: $%.2f spent of $%.2f; no more rollouts are launched, the %d in "
-                    "flight finish and are stored",
-                    outcome.spent_before_usd + outcome.spent_usd,
-                    budget_usd,
-                    len(in_flight),
-                )
 
     # Daemon threads: one abandoned after the grace must not hold the interpreter's exit.
     threads = [threading.Thread(target=worker, name=f"rollout-{i}", daemon=True) for i in range(num_workers)]
@@ -374,7 +368,8 @@ def run_rollouts(
             len(outcome.claimed_elsewhere),
             store.root,
         )
-    if over_budget.is_set() and not stop.requested:
+    outcome.budget_reached = over_budget.is_set()
+    if outcome.budget_reached and not stop.requested:
         outcome.over_budget = _drop(work)
     if stop.requested:
         outcome.cancelled = _drop(work)
