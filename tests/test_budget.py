@@ -138,7 +138,7 @@ def test_progress_shows_calls_in_flight_retries_and_spend() -> None:
     thread = threading.Thread(target=retried)
     thread.start()
     try:
-        assert entered.wait(60)  # the first classify imports both SDKs
+        assert entered.wait(60)  # the first classify imports the SDK
         assert progress.stats() == "resolved 0  accepted 0  calls 1  [yellow]retries 1[/yellow]  $1.50/$10.00"
     finally:
         release.set()
