@@ -141,7 +141,7 @@ def main() -> None:
     with spawned(*server_args) as server:
         seconds = collect(server.url, root, args)
     trajectories = list(read_trajectories(root / "stores" / "tiny" / "bc"))
-    console = Console()
+    console = Console(width=150)
     console.print(
         f"{len(trajectories)} rollouts ({args.tasks} tasks x {args.samples}) in {seconds:.0f} s, "
         f"{args.workers} workers, fault rate {args.fault_rate:g}; store {root / 'stores' / 'tiny' / 'bc'}"
