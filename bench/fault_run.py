@@ -73,7 +73,11 @@ def outcome_table(trajectories: list[Trajectory]) -> Table:
 
 
 def retry_table(trajectories: list[Trajectory], injected: dict[str, int]) -> Table:
-    table = Table(title="faults injected by the server, retries recorded on the trajectories")
+    table = Table(
+        title="faults injected by the server, retries recorded on the trajectories",
+        caption="injected minus retries: the attempts of calls that failed for good (api_error); the "
+        "trajectory keeps only their last reason, in exit_detail",
+    )
     for column in ("reason", "injected", "retries", "rollouts", "waited s"):
         table.add_column(column, justify="left" if column == "reason" else "right")
     retries = [(t.instance_id, t.sample_index, r) for t in trajectories for r in t.retries]
