@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -88,21 +89,21 @@ call_stats = CallStats()
 
 def classify(exc: BaseException) -> Failure | None:
     """The failure an exception of the ``openai`` or ``anthropic`` SDK stands for; None for any
-    other exception (a bug, which must propagate)."""
-    import anthropic
-    import openai
-
-    def kinds(name: str) -> tuple[type[BaseException], ...]:
-        return (getattr(openai, name), getattr(anthropic, name))
-
+    other exception (a bug, which must propagate). The SDK is the one that defines the exception's
+    class, already imported by whoever raised it; the other SDK is never imported here."""
     detail = _short(exc)
-    if isinstance(exc, kinds("APITimeoutError")):
+    sdk = sys.modules.get(type(exc).__module__.partition(".")[0])
+    if sdk is None or sdk.__name__ not in ("openai", "anthropic"):
+        if isinstance(exc, ValueError | KeyError | TypeError) and _from_sdk(exc):
+            return Failure("malformed", detail, True)
+        return None
+    if isinstance(exc, sdk.APITimeoutError):
         return Failure("timeout", detail, True)
-    if isinstance(exc, kinds("APIConnectionError")):
+    if isinstance(exc, sdk.APIConnectionError):
         return Failure("connection", detail, True)
-    if isinstance(exc, kinds("APIResponseValidationError")):
+    if isinstance(exc, sdk.APIResponseValidationError):
         return Failure("malformed", detail, True)
-    if isinstance(exc, kinds("APIStatusError")):
+    if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code  # type: ignore[attr-defined]
         detail = f"HTTP {status}: {detail}"
         if status in (400, 413, 422) and _CONTEXT_ERROR.search(str(exc)):
@@ -114,8 +115,6 @@ def classify(exc: BaseException) -> Failure | None:
         if status in (401, 403):
             return Failure("auth", detail, False)
         return Failure("bad_request", detail, False)
-    if isinstance(exc, ValueError | KeyError | TypeError) and _from_sdk(exc):
-        return Failure("malformed", detail, True)
     return None
 
 
