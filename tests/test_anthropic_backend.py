@@ -9,7 +9,6 @@ oec.collect`` with the expert served this way, clean and with 20% faults.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import subprocess
@@ -144,18 +143,19 @@ def test_a_request_the_api_would_refuse_is_a_bad_request_not_retried(server, tas
 
 
 def test_config_and_the_missing_key_error(monkeypatch):
-    node = OmegaConf.load(ROOT / "conf" / "policy" / "anthropic.yaml")
+    node = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "policy" / "anthropic.yaml"))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
     config = parse(PolicyConfig, node, "expert")
     assert config == AnthropicPolicyConfig()
     assert config.model_name == "claude-3-7-sonnet-20250219"
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"^expert\.temperature: must be <= 1"):
+        parse(PolicyConfig, {**node, "temperature": 2}, "expert")
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
     with pytest.raises(
         ConfigError, match=r"^expert\.api_key_env: the environment variable ANTHROPIC_API_KEY"
     ):
-        AnthropicPolicyBuilder(config, "expert", {})
-    AnthropicPolicyBuilder(dataclasses.replace(config, base_url="http://localhost:9"), "expert", {})
-    with pytest.raises(ConfigError, match=r"^expert\.temperature: must be <= 1"):
-        parse(PolicyConfig, {**OmegaConf.to_container(node), "temperature": 2}, "expert")
+        parse(PolicyConfig, node, "expert")
+    assert parse(PolicyConfig, {**node, "base_url": "http://localhost:9"}, "expert").base_url
 
 
 def test_the_servers_openai_endpoint_answers_natively_and_in_xml(server, task):

@@ -43,7 +43,7 @@ from oec.tasks import load_tasks
 from oec.types import Message, Task
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-FAST_TASKS = ("oec-embedded__cronlite-001", "oec-embedded__ledger-003")
+FAST_TASKS = ("oec-embedded__cronlite-001",)
 
 
 def round_trip(messages: Sequence[Message]) -> tuple[int, list[str]]:
@@ -96,12 +96,12 @@ def check(conversations: list[list[Message]]) -> int:
     return checked
 
 
-def test_oracle_turns_round_trip_on_a_few_embedded_tasks(tmp_path: Path) -> None:
+def test_oracle_turns_round_trip_on_an_embedded_task(tmp_path: Path) -> None:
     conversations = oracle_conversations(FAST_TASKS, tmp_path)
     kinds = {m.kind for m in conversations[0]}
     assert {"format_error", "invalid_call", "observation"} <= kinds
     checked = check(conversations)
-    assert checked >= 10
+    assert checked >= 5
     print(f"oracle: {checked} assistant turns of {len(conversations)} trajectories, all byte-identical")
 
 
@@ -122,6 +122,7 @@ def imported(tmp_path: Path, name: str, *args: str) -> list[list[Message]]:
     return [t.messages for t in read_trajectories(out)]
 
 
+@pytest.mark.slow
 def test_imported_fixture_turns_round_trip(tmp_path: Path) -> None:
     conversations = imported(tmp_path, "sweagent", "--format", "swe-agent", "--foreign-tools-as-bash")
     conversations += imported(tmp_path, "minisweagent/local.traj.json", "--format", "mini-swe-agent")

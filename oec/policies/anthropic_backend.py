@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from oec.agent.native import anthropic_tools, from_anthropic_content, to_anthropic
-from oec.config import Above, AtLeast, AtMost, ConfigError
+from oec.config import Above, AtLeast, AtMost
 from oec.policies.base import Reply
 from oec.policies.pricing import Price, price_of
 from oec.policies.retry import RetryConfig, call_with_retries
@@ -49,7 +49,8 @@ class AnthropicPolicyConfig:
     base_url: str | None = None
     """The API's address as the SDK takes it (no ``/v1``); null: Anthropic's own."""
     api_key_env: str = "ANTHROPIC_API_KEY"
-    """The environment variable holding the key; a local server (localhost) accepts any value."""
+    """The environment variable holding the key, checked when the config is read; a local server
+    (localhost) accepts any value, or none."""
     name: str | None = None
     """Model name recorded in trajectories; null: ``model``."""
     temperature: Annotated[float, AtLeast(0), AtMost(1)] = 0.0
@@ -61,33 +62,32 @@ class AnthropicPolicyConfig:
     """Mark the system prompt and the last two user turns with ``cache_control`` (see module doc)."""
     retry: RetryConfig = field(default_factory=RetryConfig)
 
+    def __post_init__(self) -> None:
+        local = self.base_url is not None and urlparse(self.base_url).hostname in LOCAL_HOSTS
+        if not local and not os.environ.get(self.api_key_env):
+            raise ValueError(
+                f"api_key_env: the environment variable {self.api_key_env} is not set; export the API "
+                f"key for {self.base_url or 'the Anthropic API'} there"
+            )
+
     @property
     def model_name(self) -> str:
         return self.name or self.model
 
-    @property
-    def is_local(self) -> bool:
-        return self.base_url is not None and urlparse(self.base_url).hostname in LOCAL_HOSTS
-
 
 class AnthropicPolicyBuilder:
     """Builds one :class:`AnthropicPolicy` per rollout around a single client (thread-safe, so the
-    rollouts in flight share its connection pool). A missing key is a config error naming the field."""
+    rollouts in flight share its connection pool)."""
 
     def __init__(self, config: AnthropicPolicyConfig, author: Author, prices: Mapping[str, Price]) -> None:
         import anthropic
 
-        key = os.environ.get(config.api_key_env)
-        if not key and not config.is_local:
-            raise ConfigError(
-                f"{author}.api_key_env: the environment variable {config.api_key_env} is not set; "
-                f"export the API key for {config.base_url or 'the Anthropic API'} there"
-            )
+        key = os.environ.get(config.api_key_env) or "local"  # a local server takes any key
         self.config = config
         self.author = author
         self.price = price_of(config.model, prices)
         self.client = anthropic.Anthropic(
-            api_key=key or "local", base_url=config.base_url, timeout=config.timeout_s, max_retries=0
+            api_key=key, base_url=config.base_url, timeout=config.timeout_s, max_retries=0
         )
 
     def __call__(self, task: Task, seed: int) -> AnthropicPolicy:

@@ -7,7 +7,9 @@ the request carries ``tools``, else the reply text is the XML call). Bodies are 
 return them (ids, ``usage``, ``stop_reason`` / ``finish_reason``), errors too (status codes, error
 bodies, ``retry-after``, ``request-id``), and requests are checked as strictly as the APIs check
 the points the bridge must get right: alternating roles, every tool call answered by a result with
-its id, no blank text.
+its id, no blank text, at most 4 cache breakpoints. One check is stricter than the API: a request
+must end with a user turn (the API would take a final assistant turn as a prefill to continue,
+which the bridge never sends and the oracle cannot do).
 
 Each request is answered statelessly. The server finds the embedded task whose problem statement
 the first user message holds, rebuilds our messages from the native request
