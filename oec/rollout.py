@@ -67,11 +67,14 @@ def run_rollout(
             raise ValueError(f"switch schedule {settings.switch.schedule!r} needs a {role} policy")
     # k = 0 never calls the student: it is not built (the oracle and remote backends cost per build).
     uses_student = "student" in roles and switch_step != 0
+    expert_policy = expert(task, seed) if "expert" in roles and expert else None
+    # An API expert that calls tools natively gets them as tool definitions, not as XML docs.
+    native_tools = getattr(expert_policy, "native_tools", False)
     policy = SwitchingPolicy(
         student=student(task, seed) if uses_student and student else None,
-        expert=expert(task, seed) if "expert" in roles and expert else None,
+        expert=expert_policy,
         switch_step=switch_step,
-        expert_system_prompt=settings.agent.prompts.render_expert_system(TOOL_DOCS),
+        expert_system_prompt=settings.agent.prompts.render_expert_system(TOOL_DOCS, native_tools),
         handover_after_format_errors=settings.switch.handover_after_format_errors,
     )
     started = time.monotonic()
@@ -102,6 +105,7 @@ def run_rollout(
         },
         token_counts=episode.token_counts,
         exit_detail=episode.detail,
+        failed_call_retries=episode.failed_call_retries,
     )
     trajectory.accepted, trajectory.filter_reasons = apply_filters(trajectory, settings.filters)
     return trajectory

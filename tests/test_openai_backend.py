@@ -320,6 +320,18 @@ def test_an_auth_error_is_not_retried_and_ends_the_episode_with_api_error(fresh,
     assert ended.detail.startswith("model call 0: auth: HTTP 401") and "Incorrect API key" in ended.detail
 
 
+def test_a_call_whose_retries_run_out_ends_with_api_error_and_keeps_every_attempt(
+    fresh, tasks, tmp_path
+) -> None:
+    fresh.faults += [Fault(500, "Internal server error")] * FAST_RETRY.max_attempts
+    policy = make_policy_builder(config(fresh), "student", STUDENT, {})(tasks[0], 0)
+    ended = episode(tasks[0], policy, tmp_path)
+    assert ended.exit_status == "api_error" and len(fresh.requests) == FAST_RETRY.max_attempts
+    assert ended.detail.startswith("model call 0: server_error: HTTP 500")
+    assert [r.attempt for r in ended.failed_call_retries] == list(range(1, FAST_RETRY.max_attempts))
+    assert {r.reason for r in ended.failed_call_retries} == {"server_error"}
+
+
 def test_the_servers_context_error_ends_the_episode_with_context_limit(fresh, tasks, tmp_path) -> None:
     too_long = (
         "This model's maximum context length is 2048 tokens. However, you requested 2300 tokens "
@@ -447,12 +459,12 @@ def test_on_policy_collection_with_20_percent_faults_records_every_retry(tmp_pat
     assert injected, "no fault was injected"
     stored = list(read_trajectories(tmp_path / "store"))
     assert len(stored) == 8
-    retries = [r for t in stored for m in t.messages for r in m.retries]
+    retries = [r for t in stored for r in t.retries]
     assert {r.reason for r in retries} <= {"rate_limit", "server_error", "timeout", "malformed", "refusal"}
     for trajectory in stored:
         assert trajectory.exit_status in ("submitted", "call_limit", "api_error")
         assert trajectory.exit_status != "api_error" or trajectory.exit_detail
-    # Each fault is one retry on the reply that followed it; a call that failed for good (api_error)
-    # names its last failure in the exit detail instead, after at most max_attempts (8) faults.
+    # Each fault is one retry on the reply that followed it, or on the trajectory for a call that
+    # failed for good (api_error), whose last failure is named in the exit detail.
     failed_calls = sum(t.exit_status == "api_error" for t in stored)
-    assert len(retries) <= injected <= len(retries) + 8 * failed_calls
+    assert injected == len(retries) + failed_calls

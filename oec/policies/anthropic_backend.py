@@ -97,6 +97,9 @@ class AnthropicPolicyBuilder:
 class AnthropicPolicy:
     """One rollout's expert: stateless but for the backoff jitter, seeded per rollout."""
 
+    native_tools = True
+    """It calls the tools natively, so the rollout gives it the native expert prompt."""
+
     def __init__(self, builder: AnthropicPolicyBuilder, rng: random.Random) -> None:
         self.builder = builder
         self.config = builder.config

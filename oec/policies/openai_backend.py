@@ -107,6 +107,8 @@ class OpenAIPolicy:
         self.seed = seed
         self.name = builder.name
         self.author = builder.author
+        self.native_tools = builder.config.action_format == "native"
+        """Whether it calls the tools natively (the rollout then gives it the native expert prompt)."""
 
     def chat(self, shown: Sequence[Message]) -> list[dict[str, str]]:
         """``shown`` as plain chat messages, as the student's template renders them."""

@@ -94,7 +94,9 @@ def classify(exc: BaseException) -> Failure | None:
     detail = _short(exc)
     sdk = sys.modules.get(type(exc).__module__.partition(".")[0])
     if sdk is None or sdk.__name__ not in ("openai", "anthropic"):
-        if isinstance(exc, ValueError | KeyError | TypeError) and _from_sdk(exc):
+        # A body the SDK failed to parse (JSON or validation: both ValueErrors). A TypeError in the
+        # SDK is a wrong call of ours, never worth retrying.
+        if isinstance(exc, ValueError) and _from_sdk(exc):
             return Failure("malformed", detail, True)
         return None
     if isinstance(exc, sdk.APITimeoutError):
