@@ -4,11 +4,18 @@ This is where the parts meet: the switch schedule picks k, a ``SwitchingPolicy``
 student and the expert, the agent loop runs in a fresh sandbox, the patch is graded in another
 fresh sandbox with the task's tests, and the filters decide acceptance. The result is one
 :class:`~oec.types.Trajectory`; collection and evaluation differ only in their settings.
+
+A sandbox that breaks under the episode (:class:`~oec.env.base.SandboxInfraError`: the container
+died, its image is missing, the runtime failed) is the environment's failure, not the agent's: the
+rollout is run once more from the start in a fresh sandbox, and if that breaks too it is stored as
+an ``infra_error`` trajectory (exit status ``error``, no patch), which resolve rates leave out. (The
+verifier retries its own sandbox the same way.) The spend of a broken attempt is not recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,10 +26,13 @@ from oec.agent.prompts import Prompts
 from oec.agent.tools import TOOL_DOCS, ToolBox
 from oec.config import Above
 from oec.env import SandboxConfig, make_sandbox
+from oec.env.base import SandboxInfraError
 from oec.policies.base import PolicyBuilder
 from oec.switch import ROLES, SwitchConfig, SwitchingPolicy
-from oec.types import Task, Trajectory
+from oec.types import Task, Trajectory, Verdict
 from oec.verify import FilterConfig, apply_filters, verify
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,43 @@ def rollout_seed(base_seed: int, instance_id: str, sample_index: int) -> int:
 
 
 def run_rollout(
+    task: Task,
+    sample_index: int,
+    seed: int,
+    settings: RolloutSettings,
+    student: PolicyBuilder | None,
+    expert: PolicyBuilder | None,
+) -> Trajectory:
+    """One rollout, verified and filtered; a sandbox breakage is retried once (see module doc)."""
+    try:
+        return _run_rollout_once(task, sample_index, seed, settings, student, expert)
+    except SandboxInfraError as exc:
+        first = exc
+        log.warning("%s #%d: the sandbox broke (%s); one more try", task.instance_id, sample_index, exc)
+    try:
+        return _run_rollout_once(task, sample_index, seed, settings, student, expert)
+    except SandboxInfraError as second:
+        error = f"the sandbox broke twice: {first}; then: {second}"
+        log.error("%s #%d: %s; stored as infra_error", task.instance_id, sample_index, error)
+        broken = Trajectory(
+            instance_id=task.instance_id,
+            sample_index=sample_index,
+            mode=settings.switch.mode,
+            seed=seed,
+            messages=[],
+            models={},
+            exit_status="error",
+            patch="",
+            switch_step=settings.switch.sample(random.Random(seed)),
+            verdict=Verdict(resolved=False, error=error, status="infra_error"),
+            split=task.split,
+            exit_detail=error,
+        )
+        broken.accepted, broken.filter_reasons = apply_filters(broken, settings.filters)
+        return broken
+
+
+def _run_rollout_once(
     task: Task,
     sample_index: int,
     seed: int,
