@@ -53,7 +53,8 @@ class RolloutConfig:
     policies: dict[Author, PolicyConfig]
     """The policies the mode needs, by mount point (``student``, ``expert``)."""
     student: StudentModel
-    """The student description (``model``): tokenizer, template, context length of ``hf`` policies."""
+    """The student description (``model``): tokenizer, template, context length of ``hf`` and
+    ``openai`` policies."""
     prices: dict[str, Price] = field(default_factory=dict)
     """``prices``: dollars per million tokens by model name, for API and served policies."""
 
@@ -111,7 +112,7 @@ def store_config(cfg: DictConfig, config: RolloutConfig, **extra: Any) -> dict[s
     """The part of the resolved config that defines a store's rollouts (compared on resume):
     only the policies the mode uses, and the student description only when a policy reads it."""
     sections = ["seed", "tasks", "env", "switch", "filter", "agent", *config.policies]
-    if any(c.backend == "hf" for c in config.policies.values()):
+    if any(c.backend in ("hf", "openai") for c in config.policies.values()):
         sections.append("model")
     return {key: to_container(cfg[key], key) for key in sections} | extra
 

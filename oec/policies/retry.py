@@ -191,13 +191,16 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _from_sdk(exc: BaseException) -> bool:
-    """Whether the innermost frame of ``exc`` is inside the openai or anthropic package (a body the
-    SDK failed to parse), as opposed to our own code."""
+    """Whether ``exc`` was raised inside a call into the openai or anthropic package (a body the SDK
+    failed to parse), as opposed to our own code: some frame of its traceback is in the SDK. (The
+    innermost frame is not enough: a body cut short fails in ``json.loads``, called by the SDK.)"""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if "/openai/" in filename or "/anthropic/" in filename:
+            return True
         tb = tb.tb_next
-    filename = tb.tb_frame.f_code.co_filename if tb is not None else ""
-    return "/openai/" in filename or "/anthropic/" in filename
+    return False
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
