@@ -72,7 +72,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        model = export_tiny(folder / "model")
+        model = export_tiny(folder / "model", seed=1)
         with vllm_server(model, folder / "vllm.log") as server:
             print(f"vLLM is serving {model} at {server.base_url} (log: {server.log})", flush=True)
             config = rollout_config(

@@ -17,21 +17,31 @@ import openai
 import pytest
 import torch
 
-from oec.policies import HFPolicyConfig
+from oec.agent.loop import AgentLimits
+from oec.env import SandboxConfig
+from oec.policies import HFPolicyConfig, OpenAIPolicyConfig, make_policy_builder
 from oec.policies.hf import HFPolicyBuilder
+from oec.rollout import AgentConfig, RolloutSettings, run_rollout
 from oec.student import StudentModel
-from oec.types import Message
+from oec.switch import Never
+from oec.tasks import load_tasks
+from oec.types import Message, Trajectory
+from oec.verify import FilterConfig
 from tests.vllm_helpers import MAX_MODEL_LEN, VLLM_PYTHON, VLLMServer, export_tiny, vllm_server
 
 pytestmark = pytest.mark.slow
 
 MAX_NEW_TOKENS = 48
 """Reply length on both sides: the hf policy's ``max_new_tokens``, the request's ``max_tokens``."""
+STUDENT = StudentModel("tiny", "tiny", max_seq_len=MAX_MODEL_LEN)
+"""The student description both policies read (tokenizer: the served folder's own files)."""
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_tiny(tmp_path_factory.mktemp("vllm") / "model")
+    """The tiny student from init seed 1: seed 0's greedy replies to the agent's prompts are runs of
+    newlines, which the ``openai`` backend resamples as empty and the episode ends ``api_error``."""
+    return export_tiny(tmp_path_factory.mktemp("vllm") / "model", seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +59,7 @@ def vllm(tiny_export: Path) -> Iterator[VLLMServer]:
 def hf_student(tiny_export: Path) -> HFPolicyBuilder:
     """The same checkpoint in process, on the CPU, in float32 (the student description's CPU dtype)."""
     config = HFPolicyConfig(model=str(tiny_export), max_new_tokens=MAX_NEW_TOKENS, device="cpu")
-    return HFPolicyBuilder(config, "student", StudentModel("tiny", "tiny", max_seq_len=MAX_MODEL_LEN))
+    return HFPolicyBuilder(config, "student", STUDENT)
 
 
 def conversation() -> list[Message]:
@@ -87,3 +97,39 @@ def test_greedy_chat_completion_equals_hf_generate(
     assert completion.model_extra["prompt_token_ids"] == prompt
     assert choice.model_extra["token_ids"] == expected
     assert choice.message.content == policy.act(messages, 0).content
+
+
+def stored_form(trajectory: Trajectory) -> tuple:
+    """What a rollout stores that decoding decides: every message's text and provenance, the prompt
+    token counts, the exit, the patch and the verdict (timings and completion counts aside: vLLM
+    and transformers count a stop token differently)."""
+    messages = [(m.role, m.author, m.turn, m.kind, m.content) for m in trajectory.messages]
+    prompts = [m.usage.prompt_tokens for m in trajectory.messages if m.usage is not None]
+    verdict = trajectory.verdict.status if trajectory.verdict else None
+    return messages, prompts, trajectory.exit_status, trajectory.patch, verdict
+
+
+def test_greedy_rollout_through_the_openai_backend_equals_the_hf_policy(
+    vllm: VLLMServer, tiny_export: Path, hf_student: HFPolicyBuilder, tmp_path: Path
+) -> None:
+    """A student-only rollout on an embedded task, once served by vLLM through ``policy@student=openai``
+    (``action_format: xml``), once in process: the random student writes no valid call, so the
+    episode ends after three format errors, the same three replies both ways."""
+    task = load_tasks("embedded", instance_ids=("oec-embedded__ledger-001",), cache_dir=str(tmp_path)).tasks[
+        0
+    ]
+    settings = RolloutSettings(
+        switch=Never(),
+        env=SandboxConfig(timeout_s=60),
+        agent=AgentConfig(limits=AgentLimits(max_calls=5)),
+        filters=FilterConfig(),
+    )
+    served = OpenAIPolicyConfig(
+        model=str(tiny_export), base_url=vllm.base_url, api_key_env=None, max_tokens=MAX_NEW_TOKENS
+    )
+    openai_student = make_policy_builder(served, "student", STUDENT, {})
+    through_vllm = run_rollout(task, 0, 7, settings, openai_student, None)
+    in_process = run_rollout(task, 0, 7, settings, hf_student, None)
+    assert through_vllm.exit_status == "format_errors", through_vllm.exit_status
+    assert len([m for m in through_vllm.messages if m.role == "assistant"]) == 3
+    assert stored_form(through_vllm) == stored_form(in_process)
