@@ -2,9 +2,9 @@
 exported as training exports it: greedy decoding over the OpenAI API equals the in-process ``hf``
 policy token for token.
 
-The server takes about a minute to start, once per session; every test here is ``slow``. Without
-``.vllm-venv`` the tests skip, naming the command that builds it; under CI (``CI`` set) they fail
-instead, since ``make test`` builds it.
+The server takes one to four minutes to start on 2 CPU cores, once per session; every test here is
+``slow``. Without ``.vllm-venv`` the tests skip, naming the command that builds it; under CI (``CI``
+set) they fail instead, since ``make test`` builds it.
 """
 
 from __future__ import annotations
