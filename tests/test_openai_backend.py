@@ -4,8 +4,11 @@
 headers and JSON bodies shaped as the API returns them) whose model is the scripted oracle: it finds
 the embedded task from the prompt and answers each turn with the oracle's next action, so a rollout
 through the backend really resolves. Faults are queued per request (an error status with its body and
-headers, a delay past the client's timeout, an empty reply) to check what is retried, what ends the
-episode, and what is recorded.
+headers, a delay past the client's timeout, an empty or refused reply) to check what is retried, what
+ends the episode, and what is recorded. Unlike the package's :mod:`oec.policies.wire_server` (random
+faults at a rate, used for the fault-rate collection here), it serves an exact sequence of faults,
+any status, and the cached prompt tokens vLLM reports; it keeps one oracle per conversation, so the
+student's elided history view never changes the oracle's course.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from oec.agent.actions import parse_action
 from oec.agent.loop import AgentLimits, Episode, run_episode
-from oec.agent.native import from_openai_request, to_openai
+from oec.agent.native import call_id, from_openai_request, openai_message
 from oec.agent.prompts import Prompts
 from oec.agent.tools import TOOL_DOCS, ToolBox
 from oec.config import ConfigError, parse
@@ -35,6 +39,8 @@ from oec.policies import OpenAIPolicyConfig, PolicyConfig, make_policy_builder
 from oec.policies.base import ContextLimitExceeded, PolicyCallFailed
 from oec.policies.oracle import OraclePolicy
 from oec.policies.retry import RetryConfig
+from oec.policies.wire_server import spawned
+from oec.runner import load_rollout_config, store_config
 from oec.store import read_trajectories
 from oec.student import TINY, StudentModel
 from oec.tasks import load_tasks
@@ -130,7 +136,7 @@ class OracleServer:
         message = {"role": "assistant", "content": content, "refusal": None, "tool_calls": None}
         if "tools" in body:
             turn = sum(m["role"] == "assistant" for m in body["messages"])
-            message = {"refusal": None, **native_reply(content, turn)}
+            message = {"refusal": None, **openai_message(content, call_id(turn))}
         usage = {
             "prompt_tokens": sum(chars) // 4,
             "completion_tokens": len(content) // 4,
@@ -156,11 +162,6 @@ class OracleServer:
             "usage": usage,
             "system_fingerprint": None,
         }
-
-
-def native_reply(content: str, turn: int) -> dict[str, Any]:
-    """A reply in our format as the Chat Completions assistant message that calls its tool."""
-    return to_openai([Message("system", "", "system", -1), Message("assistant", content, "expert", turn)])[1]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -198,6 +199,13 @@ def server() -> Iterator[OracleServer]:
     yield server
     server.http.shutdown()
     server.http.server_close()
+
+
+@pytest.fixture
+def checkpoint_dir(tmp_path: Path) -> Path:
+    """A folder that passes the checkpoint-folder check (nothing is loaded from it)."""
+    (tmp_path / "config.json").write_text("{}")
+    return tmp_path
 
 
 @pytest.fixture
@@ -289,11 +297,11 @@ def test_429_waits_the_servers_retry_after_and_is_recorded(fresh, tasks) -> None
 def test_server_errors_timeouts_empty_and_refused_replies_are_retried(fresh, tasks) -> None:
     fresh.faults += [
         Fault(500, "Internal server error"),
-        Fault(503, "busy", delay_s=0.6),  # past the client's timeout: it never sees the 503
+        Fault(503, "busy", delay_s=1.5),  # past the client's timeout: it never sees the 503
         Fault(content=""),
         Fault(refusal="I can't help with that."),
     ]
-    policy = make_policy_builder(config(fresh, timeout_s=0.3), "student", STUDENT, {})(tasks[0], 0)
+    policy = make_policy_builder(config(fresh, timeout_s=1.0), "student", STUDENT, {})(tasks[0], 0)
     reply = policy.act(opening(tasks[0]), 0)
     assert [r.reason for r in reply.retries] == ["server_error", "timeout", "empty", "refusal"]
     assert "<function=" in reply.content and len(fresh.requests) == 5
@@ -351,6 +359,54 @@ def test_a_remote_server_without_its_key_is_a_config_error_naming_the_field(monk
     assert keyed.base_url == remote["base_url"]
 
 
+def test_served_student_and_expert_compose_into_a_real_run(checkpoint_dir: Path) -> None:
+    """``policy@student=openai`` and ``policy@expert=openai`` compose with an arm; the store's
+    recorded config keeps the student description, which counts the served policy's prompts."""
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "+exp=oec",
+                "tasks.path=rows.parquet",
+                "policy@student=openai",
+                f"student.model={checkpoint_dir}",
+                "policy@expert=openai",
+                "expert.model=SWE-agent-LM-32B",
+                "expert.base_url=http://127.0.0.1:8001/v1",
+                "expert.action_format=native",
+            ],
+        )
+        config = load_rollout_config(cfg)
+        recorded = store_config(cfg, config)
+    student, expert = config.policies["student"], config.policies["expert"]
+    assert isinstance(student, OpenAIPolicyConfig) and isinstance(expert, OpenAIPolicyConfig)
+    assert (student.action_format, expert.action_format) == ("xml", "native")
+    assert student.model_name == str(checkpoint_dir) and "model" in recorded
+
+
+def collect(base_url: str, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    """``python -m oec.collect +exp=demo policy@student=openai`` against ``base_url``, into
+    ``tmp_path/store``; the demo's ``hf`` field ``max_new_tokens`` becomes ``max_tokens``."""
+    argv = [
+        sys.executable,
+        "-m",
+        "oec.collect",
+        "+exp=demo",
+        "policy@student=openai",
+        f"student.base_url={base_url}",
+        f"student.model={MODEL}",
+        "~student.max_new_tokens",
+        "student.max_tokens=512",
+        "model.max_seq_len=16384",
+        f"collect.store={tmp_path / 'store'}",
+        f"env.parent_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *overrides,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "offline"}
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("action_format", ["xml", "native"])
 def test_collect_with_a_served_student_stores_its_calls(
@@ -359,30 +415,44 @@ def test_collect_with_a_served_student_stores_its_calls(
     """``python -m oec.collect +exp=demo policy@student=openai``: OEC rollouts whose student is the
     served oracle resolve, and every student message carries the usage the server reported (and,
     in the native format, the raw reply)."""
-    store = tmp_path / "store"
-    argv = [
-        sys.executable,
-        "-m",
-        "oec.collect",
-        "+exp=demo",
-        "policy@student=openai",
-        f"student.base_url={server.base_url}",
-        f"student.model={MODEL}",
-        f"student.action_format={action_format}",
-        "~student.max_new_tokens",
-        "student.max_tokens=512",
-        "model.max_seq_len=16384",
-        "tasks.limit=2",
-        f"collect.store={store}",
-        f"env.parent_dir={tmp_path}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "offline"}
-    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = collect(server.base_url, tmp_path, "tasks.limit=2", f"student.action_format={action_format}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    trajectories = list(read_trajectories(store))
+    trajectories = list(read_trajectories(tmp_path / "store"))
     assert len(trajectories) == 2 and all(t.verdict.resolved for t in trajectories)
     student = [m for t in trajectories for m in t.messages if m.author == "student"]
     assert student and all(m.usage is not None and m.usage.cache_read_tokens > 0 for m in student)
     assert all((m.raw is not None) == (action_format == "native") for m in student)
     assert all(t.models["student"] == MODEL for t in trajectories)
+
+
+@pytest.mark.slow
+def test_on_policy_collection_with_20_percent_faults_records_every_retry(tmp_path: Path) -> None:
+    """The package's wire server (:mod:`oec.policies.wire_server`) injects faults into 20% of the
+    requests of a served student calling tools natively: every rollout ends with a status (and a
+    reason for ``api_error``), and every fault the server injected is a retry on a stored message."""
+    with spawned("--fault-rate", "0.2", "--retry-after", "0.05", "--hang-s", "3") as server:
+        result = collect(
+            f"{server.url}/v1",
+            tmp_path,
+            "switch=never",
+            "student.action_format=native",
+            "tasks.limit=4",
+            "collect.samples_per_task=2",
+            "student.timeout_s=1",
+            "student.retry.initial_wait_s=0.05",
+            "student.retry.max_wait_s=0.2",
+        )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    injected = sum(n for kind, n in server.counts.items() if kind != "ok")
+    assert injected, "no fault was injected"
+    stored = list(read_trajectories(tmp_path / "store"))
+    assert len(stored) == 8
+    retries = [r for t in stored for m in t.messages for r in m.retries]
+    assert {r.reason for r in retries} <= {"rate_limit", "server_error", "timeout", "malformed", "refusal"}
+    for trajectory in stored:
+        assert trajectory.exit_status in ("submitted", "call_limit", "api_error")
+        assert trajectory.exit_status != "api_error" or trajectory.exit_detail
+    # Each fault is one retry on the reply that followed it; a call that failed for good (api_error)
+    # names its last failure in the exit detail instead, after at most max_attempts (8) faults.
+    failed_calls = sum(t.exit_status == "api_error" for t in stored)
+    assert len(retries) <= injected <= len(retries) + 8 * failed_calls
