@@ -63,13 +63,15 @@ def api_key(config: OpenAIPolicyConfig) -> str:
 
 def refused_or_empty(completion: ChatCompletion) -> str | None:
     """The judge of :func:`call_with_retries`: ``refusal`` for a filtered or refused reply, ``empty``
-    for one with neither text nor a tool call, else None."""
+    for one with neither text nor a tool call, else None. Whitespace is text: a weak student's reply
+    of blank lines is its own (greedy decoding would only repeat it), stored and answered as a
+    format error, as the ``hf`` backend does."""
     if not completion.choices:
         return "empty"
     choice = completion.choices[0]
     if choice.finish_reason == "content_filter" or choice.message.refusal:
         return "refusal"
-    if not (choice.message.content or "").strip() and not choice.message.tool_calls:
+    if not choice.message.content and not choice.message.tool_calls:
         return "empty"
     return None
 
