@@ -111,6 +111,9 @@ def build_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=impl)
+        # Stop at either end token, as Qwen2.5-Instruct's generation config does; an export carries
+        # it, so a server (vLLM) stops where the in-process policy does.
+        model.generation_config.eos_token_id = [_IM_END_ID, _ENDOFTEXT_ID]
     elif is_checkpoint_dir(source):
         model = AutoModelForCausalLM.from_pretrained(
             str(source), dtype=torch_dtype, attn_implementation=impl, local_files_only=True
