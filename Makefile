@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 # pytest and nothing else, so a task's commands cannot import oec (gold patches, hidden tests).
 TASK_ENV ?= .task-env
 
-.PHONY: install bubblewrap run test test-fast lint format clean
+.PHONY: install bubblewrap chromium run test test-fast lint format clean
 
 install: $(STAMP) $(TASK_ENV)/.installed bubblewrap
 
@@ -29,6 +29,13 @@ bubblewrap:
 	  { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; }; } \
 	  || echo "warning: bubblewrap is not installed; local sandboxes cannot isolate commands (see README)"
 
+# The trajectory viewer's tests render its page in headless Chromium; installed where we may (root on
+# Debian), else those tests skip.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; }; } \
+	  || echo "warning: chromium is not installed; the viewer's rendering tests skip"
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -42,7 +49,7 @@ run: install
 	$(PY) -m oec.pipeline
 
 # Everything, as CI runs it.
-test: install
+test: install chromium
 	$(PY) -m pytest -q
 
 # The development loop: every test not marked slow (end-to-end runs, multi-process training, the
