@@ -7,6 +7,7 @@ script ran), with the page's state in the URL fragment: a filter there changes t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -151,9 +152,27 @@ def test_refused_trajectory_says_why(page: Path) -> None:
     assert "refused: no_supervised" in shown.with_class("meta-training")[0]["text"]
 
 
+def page_data(page: Path) -> dict:
+    text = page.read_text()
+    start = text.index('id="oec-data">') + len('id="oec-data">')
+    return json.loads(text[start : text.index("</script>", start)])
+
+
 def test_command_line_writes_the_page(tmp_path: Path, page: Path) -> None:
     out = tmp_path / "again.html"
-    assert main(["view", str(page.parent / "store"), "--out", str(out), "--mask", "assistant"]) == 0
+    store = str(page.parent / "store")
+    # Mask assistant supervises both replies; max_seq_len 60 cuts the conversation after the student's.
+    assert main(["view", store, "--out", str(out), "--mask", "assistant", "model.max_seq_len=60"]) == 0
     text = out.read_text()
     assert "<script>document.title" not in text and "\\u003c/script\\u003e" in text
+    first = page_data(out)["trajectories"][0]
+    assert first["truncated"] and first["supervised"] == 20
+    assert [(m["a"], m.get("s"), m.get("x")) for m in first["messages"]] == [
+        ("system", None, None),
+        ("user", None, None),
+        ("student", 20, None),
+        ("env", None, True),
+        ("expert", None, True),
+    ]
+    assert first["messages"][3]["c"] == HOSTILE
     assert main(["view", str(tmp_path / "missing"), "--out", str(out)]) == 2
