@@ -53,11 +53,14 @@ from analysis.plots import plot_metric
 from analysis.turns import AnalysisError
 from analysis.turnwise import Row, bootstrap_weights
 from oec.agent.actions import FormatError, ToolCall, parse_action
+from oec.config import ConfigError
 from oec.data.render import END_OF_TURN
+from oec.interop.export import compose_student
 from oec.policies import HFPolicyConfig
 from oec.policies.hf import HFPolicy, HFPolicyBuilder
 from oec.policies.oracle import OraclePolicy
 from oec.store import StoreError, load_manifest, read_trajectories
+from oec.tasks.loaders import load_tasks
 from oec.types import MODES, Message, Task, Trajectory
 
 METRICS: dict[str, str] = {
@@ -72,6 +75,7 @@ COLUMNS = [f.name for f in dataclasses.fields(Row)]
 class StateRecord:
     """One student state and what was measured there."""
 
+    store: str
     instance_id: str
     sample_index: int
     turn: int
@@ -133,10 +137,15 @@ class StudentProbe:
 
 
 def measure_rollout(
-    trajectory: Trajectory, task: Task, probe: StudentProbe, max_turn: int | None, skipped: dict[str, int]
+    store: str,
+    trajectory: Trajectory,
+    task: Task,
+    probe: StudentProbe,
+    max_turn: int | None,
+    skipped: dict[str, int],
 ) -> list[StateRecord]:
-    """Every student state of ``trajectory`` up to ``max_turn``, measured; over-long ones counted in
-    ``skipped``."""
+    """Every student state of ``trajectory`` (read from ``store``) up to ``max_turn``, measured;
+    over-long ones counted in ``skipped``."""
     records: list[StateRecord] = []
     undiverged = True
     for turn, state, expert_message in student_states(trajectory):
@@ -156,14 +165,15 @@ def measure_rollout(
         undiverged = undiverged and agreement
         records.append(
             StateRecord(
-                trajectory.instance_id,
-                trajectory.sample_index,
-                turn,
-                source,
-                nll,
-                tokens,
-                agreement,
-                undiverged,
+                store=store,
+                instance_id=trajectory.instance_id,
+                sample_index=trajectory.sample_index,
+                turn=turn,
+                expert_source=source,
+                expert_nll=nll,
+                expert_tokens=tokens,
+                agreement=agreement,
+                undiverged=undiverged,
             )
         )
     return records
@@ -222,13 +232,13 @@ def first_divergence(
     """The first divergence turn's mean over the rollouts that diverged and the fraction of rollouts
     that did, each with its 95% band under the same bootstrap ``weights``."""
     position = {instance: i for i, instance in enumerate(instances)}
-    first: dict[tuple[str, int], int | None] = {}
+    first: dict[tuple[str, str, int], int | None] = {}
     for r in sorted(records, key=lambda r: r.turn):
-        key = (r.instance_id, r.sample_index)
+        key = (r.store, r.instance_id, r.sample_index)
         if key not in first or (first[key] is None and not r.agreement):
             first[key] = None if r.agreement else r.turn
     keys = list(first)
-    instance = np.array([position[k[0]] for k in keys], dtype=int)
+    instance = np.array([position[k[1]] for k in keys], dtype=int)
     diverged = np.array([first[k] is not None for k in keys], dtype=float)
     summary: dict[str, float | int] = {"rollouts": len(keys), "diverged_rollouts": int(diverged.sum())}
     for name, values, rows in (
@@ -248,8 +258,6 @@ def first_divergence(
 def load_tasks_of(stores: Sequence[Path], tasks_path: Path | None) -> dict[str, Task]:
     """The tasks the oracle needs, by id: from ``tasks_path``, else the task file each store's
     manifest records (``task_source``)."""
-    from oec.tasks.loaders import load_tasks
-
     paths = [tasks_path] if tasks_path else []
     for store in stores:
         if tasks_path is None:
@@ -291,7 +299,7 @@ def measure(
                 raise AnalysisError(f"{store}: task {trajectory.instance_id} is not in the task file")
             per_instance[trajectory.instance_id] = taken + 1
             counts["rollouts"] += 1
-            records += measure_rollout(trajectory, task, probe, max_turn, counts)
+            records += measure_rollout(str(store), trajectory, task, probe, max_turn, counts)
     return records, counts
 
 
@@ -418,9 +426,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from oec.config import ConfigError
-    from oec.interop.export import compose_student
-
     args = build_parser().parse_args(argv)
     console = Console()
     try:

@@ -4,6 +4,7 @@ first divergence, and the whole CLI on real OEC rollouts of the tiny student and
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -51,7 +52,7 @@ def test_actions_compare_as_typed_calls() -> None:
 
 def test_first_divergence_is_the_first_disagreement_per_rollout() -> None:
     def record(instance: str, turn: int, agreement: bool) -> StateRecord:
-        return StateRecord(instance, 0, turn, "queried", 1.0, 3, agreement, agreement)
+        return StateRecord("store", instance, 0, turn, "queried", 1.0, 3, agreement, agreement)
 
     records = [
         record("a", 0, True),
@@ -59,11 +60,13 @@ def test_first_divergence_is_the_first_disagreement_per_rollout() -> None:
         record("a", 2, True),
         record("b", 0, True),
         record("c", 0, False),
+        dataclasses.replace(record("c", 0, True), store="other"),
     ]
     weights = np.vstack([np.ones((1, 3)), bootstrap_weights(3, 50, 0)])
     summary = first_divergence(records, ["a", "b", "c"], weights)
-    assert summary["rollouts"] == 3 and summary["diverged_rollouts"] == 2
-    assert summary["diverged_fraction"] == pytest.approx(2 / 3)
+    # c#0 of the other store is another rollout, one that never diverged.
+    assert summary["rollouts"] == 4 and summary["diverged_rollouts"] == 2
+    assert summary["diverged_fraction"] == pytest.approx(2 / 4)
     assert summary["first_divergence_turn"] == pytest.approx(0.5)
 
 
