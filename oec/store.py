@@ -962,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return view_main(argv[1:])
     parser = argparse.ArgumentParser(
-        prog="python -m oec.store", description="Inspect, import into, export or view a trajectory store."
+        prog="python -m oec.store", description="Inspect, import, export, view or merge trajectory stores."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
