@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 # pytest and nothing else, so a task's commands cannot import oec (gold patches, hidden tests).
 TASK_ENV ?= .task-env
 
-.PHONY: install bubblewrap run test test-fast lint format clean
+.PHONY: install bubblewrap docker images run test test-fast lint format clean
 
 install: $(STAMP) $(TASK_ENV)/.installed bubblewrap
 
@@ -29,6 +29,29 @@ bubblewrap:
 	  { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; }; } \
 	  || echo "warning: bubblewrap is not installed; local sandboxes cannot isolate commands (see README)"
 
+# A docker daemon for container sandboxes (env=docker) and their tests: where none answers and we
+# are root on Debian, install docker.io and start dockerd in the background (log: DOCKERD_LOG).
+# Elsewhere the container tests skip, saying why.
+DOCKERD_LOG ?= /var/log/oec-dockerd.log
+docker:
+	@docker info >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "warning: no docker daemon and not root on Debian: container tests skip"; exit 0; fi; \
+	  command -v dockerd >/dev/null || apt-get install -y -qq docker.io \
+	    || { apt-get update -qq && apt-get install -y -qq docker.io; } || exit 1; \
+	  nohup dockerd >$(DOCKERD_LOG) 2>&1 & \
+	  for i in $$(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; \
+	  echo "dockerd did not start; see $(DOCKERD_LOG)"; exit 1; }
+
+# Images of the embedded tasks for env=docker (images/): a debootstrapped Debian base with the
+# project's pytest (its root filesystem cached in ~/.cache/oec/images) and one image per task with
+# its repository at /testbed. Skipped, with a warning, where no docker daemon answers.
+EMBEDDED_BASE ?= oec-embedded/base:latest
+images: docker $(STAMP)
+	@docker info >/dev/null 2>&1 || { echo "warning: no docker daemon: embedded images not built"; exit 0; }; \
+	  PYTHON=$(PY) images/base.sh $(EMBEDDED_BASE) "$$($(PY) -c 'import pytest; print(pytest.__version__)')" \
+	  && $(PY) images/embedded.py $(EMBEDDED_BASE)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -41,8 +64,8 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) -m oec.pipeline
 
-# Everything, as CI runs it.
-test: install
+# Everything, as CI runs it (container tests need dockerd and the embedded images).
+test: install docker images
 	$(PY) -m pytest -q
 
 # The development loop: every test not marked slow (end-to-end runs, multi-process training, the

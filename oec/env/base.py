@@ -11,6 +11,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+class SandboxError(RuntimeError):
+    """The sandbox could not be created or used; the message names the snapshot, image or step."""
+
+
+class SandboxInfraError(SandboxError):
+    """The sandbox's machinery failed, not the agent: the image is missing, the container would not
+    start or died, the runtime's client broke. A verifier reports it as an ``infra_error`` verdict
+    (kept out of resolve rates), never as the agent's failure."""
+
+
 @dataclass(frozen=True)
 class ExecResult:
     """Result of one command. ``output`` interleaves stdout and stderr and may be truncated."""
