@@ -34,7 +34,7 @@ from oec.types import Task
 from oec.verify import verify
 
 HOSTILE = {
-    "fork bomb": (":(){ :|:& };:", 10),
+    "fork bomb": (":(){ :|:& };:; sleep 3", 20),
     "40 GB allocation": ("python -c \"x = [b'x' * 2**28 for _ in range(160)]\"", 60),
     "endless output": ("yes", 5),
     "sleep forever": ("sleep infinity", 3),
