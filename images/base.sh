@@ -2,20 +2,23 @@
 # Build the base image of every embedded task, without any registry: a minimal Debian made by
 # debootstrap from the Debian mirror, with git, python3 and a virtualenv at /opt/testbed-env holding
 # pytest at the project's version (its wheels downloaded by the host's pip, so the host's index and
-# certificates apply; installed offline in the chroot), imported with `docker import`. The root filesystem is cached as a
-# tarball (OEC_IMAGE_CACHE, default ~/.cache/oec/images), so a rebuild only re-imports it.
+# certificates apply; installed offline in the chroot), imported with `docker import` (or podman's).
+# The root filesystem is cached as a tarball (OEC_IMAGE_CACHE, default ~/.cache/oec/images), so a
+# rebuild only re-imports it.
 #
-# Usage: [PYTHON=python3] images/base.sh IMAGE PYTEST_VERSION   (as root: debootstrap and chroot)
+# Usage: [PYTHON=python3] [CONTAINER_CLI=docker|podman] images/base.sh IMAGE PYTEST_VERSION
+# (as root: debootstrap and chroot need it)
 set -euo pipefail
 image=$1
 pytest_version=$2
 suite=${DEBIAN_SUITE:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+cli=${CONTAINER_CLI:-docker}
 cache=${OEC_IMAGE_CACHE:-$HOME/.cache/oec/images}
 tarball=$cache/debian-$suite-pytest-$pytest_version.tar
 
-if docker image inspect "$image" >/dev/null 2>&1 \
-  && [ "$(docker image inspect -f '{{index .Config.Labels "oec.rootfs"}}' "$image")" = "$(basename "$tarball")" ]; then
+if "$cli" image inspect "$image" >/dev/null 2>&1 \
+  && [ "$("$cli" image inspect -f '{{index .Config.Labels "oec.rootfs"}}' "$image")" = "$(basename "$tarball")" ]; then
   echo "$image is up to date"
   exit 0
 fi
@@ -40,7 +43,7 @@ fi
 
 # The task's Python environment is active in every `docker exec` through the image's PATH, as the
 # conda `testbed` environment is in SWE-bench images.
-docker import \
+"$cli" import \
   --change 'ENV PATH=/opt/testbed-env/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' \
   --change 'WORKDIR /testbed' \

@@ -1,7 +1,9 @@
 """Container sandboxes on a real docker daemon with the embedded task images (``make images``).
 
 Without a daemon that answers, or without the images, the tests that need them skip and say why;
-CI (root on Debian) starts dockerd and builds the images first (``make test``).
+CI (root on Debian) starts dockerd and builds the images first (``make test``). The podman case
+runs where podman works and holds the images (``CONTAINER_CLI=podman images/base.sh ...`` and
+``images/embedded.py --binary podman``); CI has no podman.
 """
 
 from __future__ import annotations
@@ -37,14 +39,17 @@ REPO = Path(__file__).resolve().parents[1]
 FAST_TASKS = ("oec-embedded__cronlite-001", "oec-embedded__textkit-003")
 
 
-def _docker_problem() -> str | None:
-    """Why container tests cannot run here, or None."""
+def _runtime_problem(binary: str, embedded: dict[str, Task]) -> str | None:
+    """Why container tests on ``binary`` cannot run here, or None."""
     try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
+        info = subprocess.run([binary, "info"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"no docker client or daemon ({exc}); run `make docker` as root"
+        return f"{binary} cannot run here ({exc}); as root on Debian, `make docker` sets up docker"
     if info.returncode != 0:
-        return "no docker daemon answers; run `make docker` as root (installs docker.io, starts dockerd)"
+        return f"{binary} has no working daemon or storage; `make docker` (as root) starts dockerd"
+    images = [task.metadata["image"] for task in embedded.values()]
+    if subprocess.run([binary, "image", "inspect", *images], capture_output=True).returncode != 0:
+        return f"the embedded task images are missing in {binary}; run `make images`"
     return None
 
 
@@ -57,11 +62,7 @@ def embedded() -> dict[str, Task]:
 
 @pytest.fixture(scope="module")
 def docker(embedded: dict[str, Task]) -> None:
-    problem = _docker_problem()
-    if problem is None:
-        images = [task.metadata["image"] for task in embedded.values()]
-        missing = subprocess.run(["docker", "image", "inspect", *images], capture_output=True).returncode
-        problem = "the embedded task images are missing; run `make images`" if missing else None
+    problem = _runtime_problem("docker", embedded)
     if problem is not None:
         pytest.skip(problem)
 
@@ -71,9 +72,9 @@ def env(docker: None) -> DockerConfig:
     return DockerConfig(timeout_s=30, cpus=1.0, memory_mb=1024, pids=256)
 
 
-def containers(label: str) -> list[str]:
+def containers(label: str, binary: str = "docker") -> list[str]:
     listed = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--filter", f"label={label}"], capture_output=True, text=True, check=True
+        [binary, "ps", "-a", "-q", "--filter", f"label={label}"], capture_output=True, text=True, check=True
     )
     return listed.stdout.split()
 
@@ -114,13 +115,19 @@ def test_a_missing_image_is_an_infra_error_naming_it(env: DockerConfig, embedded
         make_sandbox(env, task)
 
 
+@pytest.mark.parametrize("variant", [DockerConfig, PodmanConfig])
 def test_commands_run_in_testbed_at_the_base_commit_and_the_container_goes_away(
-    env: DockerConfig, embedded: dict[str, Task]
+    variant: type[DockerConfig | PodmanConfig], embedded: dict[str, Task]
 ) -> None:
+    env = variant(timeout_s=30, cpus=1.0, memory_mb=1024, pids=256)
+    binary = env.runtime
+    problem = _runtime_problem(binary, embedded)
+    if problem is not None:
+        pytest.skip(problem)
     task = embedded[FAST_TASKS[0]]
     with make_sandbox(env, task, 7) as sandbox:
         name = sandbox.name
-        assert containers(f"oec.rollout={task.instance_id}#7") != []
+        assert containers(f"oec.rollout={task.instance_id}#7", binary) != []
         assert sandbox.base_commit == task.base_commit
         result = sandbox.run("pwd; git rev-parse HEAD; python -c 'import pytest; print(pytest.__version__)'")
         assert result.output.split() == ["/testbed", task.base_commit, pytest.__version__]
@@ -132,7 +139,15 @@ def test_commands_run_in_testbed_at_the_base_commit_and_the_container_goes_away(
         slow = sandbox.run("echo before; sleep 100", timeout=2)
         assert slow.timed_out and slow.output == "before\n" and time.monotonic() - started < 5
         assert "sleep 100" not in sandbox.run("ps -eo args").output  # killed inside, not only the client
-    assert subprocess.run(["docker", "inspect", name], capture_output=True).returncode != 0
+    assert subprocess.run([binary, "inspect", name], capture_output=True).returncode != 0
+
+
+def test_a_dead_container_is_an_infra_error(env: DockerConfig, embedded: dict[str, Task]) -> None:
+    with make_sandbox(env, embedded[FAST_TASKS[0]]) as sandbox:
+        assert sandbox.run("exit 1").exit_code == 1  # the command's failure, not the container's
+        subprocess.run(["docker", "kill", sandbox.name], capture_output=True, check=True)
+        with pytest.raises(SandboxInfraError, match=r"is gone or stopped \(exited"):
+            sandbox.run("true")
 
 
 def _verdicts(env: EnvConfig, task: Task) -> tuple:
