@@ -50,7 +50,7 @@ EMBEDDED_BASE ?= oec-embedded/base:latest
 images: docker $(STAMP)
 	@docker info >/dev/null 2>&1 || { echo "warning: no docker daemon: embedded images not built"; exit 0; }; \
 	  PYTHON=$(PY) images/base.sh $(EMBEDDED_BASE) "$$($(PY) -c 'import pytest; print(pytest.__version__)')" \
-	  && $(PY) images/embedded.py $(EMBEDDED_BASE)
+	  && PYTHONPATH=. $(PY) images/embedded.py $(EMBEDDED_BASE)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
