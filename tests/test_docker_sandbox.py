@@ -49,7 +49,8 @@ def _runtime_problem(binary: str, embedded: dict[str, Task]) -> str | None:
         return f"{binary} has no working daemon or storage; `make docker` (as root) starts dockerd"
     images = [task.metadata["image"] for task in embedded.values()]
     if subprocess.run([binary, "image", "inspect", *images], capture_output=True).returncode != 0:
-        return f"the embedded task images are missing in {binary}; run `make images`"
+        how = "`make images`" if binary == "docker" else "images/base.sh, images/embedded.py --binary podman"
+        return f"the embedded task images are missing in {binary}; build them with {how}"
     return None
 
 
