@@ -11,7 +11,8 @@
 #   2. `python -m oec.train` of the tiny student on one GPU in bf16-mixed, attention chosen by `auto`;
 #   3. the 7B recipe (model=qwen2.5-coder-7b: FSDP, bf16-true, activation checkpointing, chunked
 #      loss) on a random-init checkpoint of Qwen2.5-Coder-1.5B's shape, a few steps, then its export
-#      reloaded with AutoModelForCausalLM.
+#      reloaded with AutoModelForCausalLM;
+#   4. the same recipe under DeepSpeed ZeRO-3 (trainer=deepspeed), and its consolidated export reloaded.
 set -uo pipefail
 store=$(realpath "$1")
 out=$(realpath -m "$2")
@@ -31,7 +32,8 @@ step() {
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import importlib.util, torch, transformers, lightning; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'lightning', lightning.__version__, \
-'flash_attn', importlib.util.find_spec('flash_attn') is not None)"
+'flash_attn', importlib.util.find_spec('flash_attn') is not None, \
+'deepspeed', importlib.util.find_spec('deepspeed') is not None)"
 
 step bench_tiny python3 bench/train_throughput.py --device cuda --seq-len 8192
 step bench_7b python3 bench/train_throughput.py --shape qwen2.5-coder-7b --device cuda --seq-len 32768 --steps 2
@@ -58,11 +60,17 @@ step train_fsdp python3 -m oec.train +exp=oec model=qwen2.5-coder-7b name=fsdp_1
     "data.sources=[{store:$store,arm:bc}]" model.name_or_path="$checkpoint" trainer.devices=1 \
     trainer.max_steps=6 trainer.val_check_interval=null data.val_fraction=0.1 \
     hydra.run.dir="$out/fsdp_1.5b"
-step reload_export python3 -c "
+reload='
 import sys, torch
 from transformers import AutoModelForCausalLM
-model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16).to('cuda')
-ids = torch.tensor([[151644, 872, 198, 9707]], device='cuda')
-print(type(model).__name__, model.dtype, 'logits', tuple(model(input_ids=ids).logits.shape))
-" "$out/fsdp_1.5b/model"
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16).to("cuda")
+ids = torch.tensor([[151644, 872, 198, 9707]], device="cuda")
+print(type(model).__name__, model.dtype, "logits", tuple(model(input_ids=ids).logits.shape))
+'
+step reload_export python3 -c "$reload" "$out/fsdp_1.5b/model"
+step train_deepspeed python3 -m oec.train +exp=oec model=qwen2.5-coder-7b trainer=deepspeed name=ds_1.5b \
+    paths.root="$out" logger=local "data.sources=[{store:$store,arm:bc}]" model.name_or_path="$checkpoint" \
+    trainer.devices=1 trainer.max_steps=6 trainer.val_check_interval=null data.val_fraction=0.1 \
+    hydra.run.dir="$out/ds_1.5b"
+step reload_deepspeed_export python3 -c "$reload" "$out/ds_1.5b/model"
 du -sh "$out"/* 2>/dev/null

@@ -1,8 +1,12 @@
-"""The evaluation report: resolve rate with a 95% Wilson interval, format-valid rate, result files.
+"""The evaluation report: resolved / unresolved / infra_error counts, the resolve rate with a 95%
+Wilson interval, the format-valid rate, and the result files.
 
-The resolve rate is over graded rollouts only: a rollout whose verdict is not ``graded`` (a
-``task_error``: the task's own test patch does not apply) says nothing about the model, so it is
-left out of the denominator and counted apart under ``ungraded`` (by status).
+The resolve rate is over graded rollouts only: a rollout whose verdict is not ``graded`` says nothing
+about the model, so it is left out of the denominator and counted apart: ``infra_error`` (the sandbox
+or container broke, :class:`oec.env.base.SandboxInfraError`) and, by status, under ``ungraded``
+(also ``task_error``: the task's own test patch does not apply). When swebench's harness graded the
+predictions (``evaluate.harness=swebench``, :mod:`oec.verify.swebench_harness`), the counts are its
+own, per instance, and ``harness`` says so.
 
 A library module, so the entry (``python -m oec.evaluate``) stays thin and tests and tools import
 the numbers without Hydra. ``format_valid_rate`` reads the loop's record of malformed calls
@@ -49,29 +53,47 @@ def ungraded_counts(trajectories: list[Trajectory]) -> dict[str, int]:
     return dict(Counter(t.verdict.status for t in trajectories if t.verdict is not None and t.ungraded))
 
 
+def outcome_counts(resolved: int, unresolved: int, infra_error: int) -> dict[str, object]:
+    """The counts and the resolve rate (with its Wilson interval) over resolved + unresolved."""
+    graded = resolved + unresolved
+    low, high = wilson_interval(resolved, graded)
+    return {
+        "graded": graded,
+        "resolved": resolved,
+        "unresolved": unresolved,
+        "infra_error": infra_error,
+        "resolve_rate": resolved / graded if graded else 0.0,
+        "resolve_rate_ci95": [low, high],
+    }
+
+
 def evaluation_report(trajectories: list[Trajectory], model: str) -> dict[str, object]:
+    """The report of our own verdicts (``harness``: ``ours``), one count per rollout."""
     graded = [t for t in trajectories if not t.ungraded]
     resolved = sum(t.resolved for t in graded)
-    low, high = wilson_interval(resolved, len(graded))
+    ungraded = ungraded_counts(trajectories)
     return {
         "model": model,
+        "harness": "ours",
         "rollouts": len(trajectories),
         "tasks": len({t.instance_id for t in trajectories}),
-        "graded": len(graded),
-        "ungraded": ungraded_counts(trajectories),
-        "resolved": resolved,
-        "resolve_rate": resolved / len(graded) if graded else 0.0,
-        "resolve_rate_ci95": [low, high],
+        **outcome_counts(resolved, len(graded) - resolved, ungraded.get("infra_error", 0)),
+        "ungraded": ungraded,
         "format_valid_rate": format_valid_rate(trajectories),
         "mean_turns": sum(t.num_turns for t in trajectories) / max(1, len(trajectories)),
         "exit_status": dict(Counter(t.exit_status for t in trajectories)),
     }
 
 
-def write_results(trajectories: list[Trajectory], model: str, out_dir: Path) -> dict[str, object]:
-    """Write report.json, per_task.csv and predictions.jsonl; returns the report."""
+def write_results(
+    trajectories: list[Trajectory], model: str, out_dir: Path, graded_by: dict[str, object] | None = None
+) -> dict[str, object]:
+    """Write report.json, per_task.csv and predictions.jsonl; returns the report.
+
+    ``graded_by`` replaces the report's counts with another harness's (its :func:`outcome_counts`
+    plus ``harness``); per_task.csv keeps our verdicts."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = evaluation_report(trajectories, model)
+    report = evaluation_report(trajectories, model) | (graded_by or {})
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     with (out_dir / "per_task.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -83,9 +105,17 @@ def write_results(trajectories: list[Trajectory], model: str, out_dir: Path) -> 
             writer.writerow(
                 [t.instance_id, t.sample_index, t.resolved, status, t.exit_status, t.num_turns, error or ""]
             )
-    with (out_dir / "predictions.jsonl").open("w") as handle:
+    write_predictions(trajectories, model, out_dir)
+    return report
+
+
+def write_predictions(trajectories: list[Trajectory], model: str, out_dir: Path) -> Path:
+    """Write predictions.jsonl (swebench's format: sample 0 of each task) and return its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "predictions.jsonl"
+    with path.open("w") as handle:
         for t in sorted(trajectories, key=lambda t: t.key):
             if t.sample_index == 0:
                 row = {"instance_id": t.instance_id, "model_name_or_path": model, "model_patch": t.patch}
                 handle.write(json.dumps(row) + "\n")
-    return report
+    return path

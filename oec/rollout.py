@@ -4,11 +4,18 @@ This is where the parts meet: the switch schedule picks k, a ``SwitchingPolicy``
 student and the expert, the agent loop runs in a fresh sandbox, the patch is graded in another
 fresh sandbox with the task's tests, and the filters decide acceptance. The result is one
 :class:`~oec.types.Trajectory`; collection and evaluation differ only in their settings.
+
+A sandbox that breaks under the episode (:class:`~oec.env.base.SandboxInfraError`: the container
+died, its image is missing, the runtime failed) is the environment's failure, not the agent's: the
+rollout is run once more from the start in a fresh sandbox, and if that breaks too it is stored as
+an ``infra_error`` trajectory (exit status ``error``, no patch), which resolve rates leave out. (The
+verifier retries its own sandbox the same way.) The spend of a broken attempt is not recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,10 +26,13 @@ from oec.agent.prompts import Prompts
 from oec.agent.tools import TOOL_DOCS, ToolBox
 from oec.config import Above
 from oec.env import EnvConfig, make_sandbox
+from oec.env.base import SandboxInfraError
 from oec.policies.base import PolicyBuilder
 from oec.switch import ROLES, SwitchConfig, SwitchingPolicy
-from oec.types import Task, Trajectory
+from oec.types import Task, Trajectory, Verdict
 from oec.verify import FilterConfig, apply_filters, verify
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,43 @@ def run_rollout(
     student: PolicyBuilder | None,
     expert: PolicyBuilder | None,
 ) -> Trajectory:
+    """One rollout, verified and filtered; a sandbox breakage is retried once (see module doc)."""
+    try:
+        return _run_rollout_once(task, sample_index, seed, settings, student, expert)
+    except SandboxInfraError as exc:
+        first = exc
+        log.warning("%s #%d: the sandbox broke (%s); one more try", task.instance_id, sample_index, exc)
+    try:
+        return _run_rollout_once(task, sample_index, seed, settings, student, expert)
+    except SandboxInfraError as second:
+        error = f"the sandbox broke twice: {first}; then: {second}"
+        log.error("%s #%d: %s; stored as infra_error", task.instance_id, sample_index, error)
+        broken = Trajectory(
+            instance_id=task.instance_id,
+            sample_index=sample_index,
+            mode=settings.switch.mode,
+            seed=seed,
+            messages=[],
+            models={},
+            exit_status="error",
+            patch="",
+            switch_step=settings.switch.sample(random.Random(seed)),
+            verdict=Verdict(resolved=False, error=error, status="infra_error"),
+            split=task.split,
+            exit_detail=error,
+        )
+        broken.accepted, broken.filter_reasons = apply_filters(broken, settings.filters)
+        return broken
+
+
+def _run_rollout_once(
+    task: Task,
+    sample_index: int,
+    seed: int,
+    settings: RolloutSettings,
+    student: PolicyBuilder | None,
+    expert: PolicyBuilder | None,
+) -> Trajectory:
     switch_step = settings.switch.sample(random.Random(seed))
     roles = ROLES[settings.switch.mode]
     builders = {"student": student, "expert": expert}
@@ -67,11 +114,14 @@ def run_rollout(
             raise ValueError(f"switch schedule {settings.switch.schedule!r} needs a {role} policy")
     # k = 0 never calls the student: it is not built (the oracle and remote backends cost per build).
     uses_student = "student" in roles and switch_step != 0
+    expert_policy = expert(task, seed) if "expert" in roles and expert else None
+    # An API expert that calls tools natively gets them as tool definitions, not as XML docs.
+    native_tools = getattr(expert_policy, "native_tools", False)
     policy = SwitchingPolicy(
         student=student(task, seed) if uses_student and student else None,
-        expert=expert(task, seed) if "expert" in roles and expert else None,
+        expert=expert_policy,
         switch_step=switch_step,
-        expert_system_prompt=settings.agent.prompts.render_expert_system(TOOL_DOCS),
+        expert_system_prompt=settings.agent.prompts.render_expert_system(TOOL_DOCS, native_tools),
         handover_after_format_errors=settings.switch.handover_after_format_errors,
     )
     started = time.monotonic()
@@ -102,6 +152,7 @@ def run_rollout(
         },
         token_counts=episode.token_counts,
         exit_detail=episode.detail,
+        failed_call_retries=episode.failed_call_retries,
     )
     trajectory.accepted, trajectory.filter_reasons = apply_filters(trajectory, settings.filters)
     return trajectory

@@ -13,6 +13,14 @@ ones are dropped, and the ones in flight get ``grace_s`` to finish and be stored
 running then is abandoned: its claim is released, its sandbox closed (:func:`oec.env.close_open_sandboxes`)
 and, since a worker thread may be inside native code (generation) where interpreter shutdown
 aborts, the process ends with ``os._exit`` once the store is closed (:meth:`StopRequest.exit`).
+
+A budget (``collect.budget_usd``, ``evaluate.budget_usd``) stops a run the same way, without the
+grace: once the spend reaches it, no rollout is launched any more, the queued ones are dropped, and
+the ones in flight finish and are stored (each is bounded by ``agent.limits.max_cost_usd``), so the
+spend may pass the budget by what those cost. The spend counts every rollout in the store, those of
+earlier runs too, so a resumed run does not spend the budget again; a rollout that failed with an
+exception is not stored and not counted, nor are rollouts another writer of the same store stores
+while this run goes on (it reads the store's spend once, at the start).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from oec.store import Key, StoreError, TaskSource, TrajectoryStore
 from oec.student import StudentModel
 from oec.switch import ROLES, SwitchConfig
 from oec.tasks import LoadResult, TasksConfig, load_from_config
-from oec.types import Author, Task
+from oec.types import Author, Task, Trajectory
 from oec.verify import FilterConfig
 
 log = logging.getLogger(__name__)
@@ -53,7 +61,8 @@ class RolloutConfig:
     policies: dict[Author, PolicyConfig]
     """The policies the mode needs, by mount point (``student``, ``expert``)."""
     student: StudentModel
-    """The student description (``model``): tokenizer, template, context length of ``hf`` policies."""
+    """The student description (``model``): tokenizer, template, context length of ``hf`` and
+    ``openai`` policies."""
     prices: dict[str, Price] = field(default_factory=dict)
     """``prices``: dollars per million tokens by model name, for API and served policies."""
 
@@ -111,7 +120,7 @@ def store_config(cfg: DictConfig, config: RolloutConfig, **extra: Any) -> dict[s
     """The part of the resolved config that defines a store's rollouts (compared on resume):
     only the policies the mode uses, and the student description only when a policy reads it."""
     sections = ["seed", "tasks", "env", "switch", "filter", "agent", *config.policies]
-    if any(c.backend == "hf" for c in config.policies.values()):
+    if any(c.backend in ("hf", "openai") for c in config.policies.values()):
         sections.append("model")
     return {key: to_container(cfg[key], key) for key in sections} | extra
 
@@ -145,6 +154,7 @@ def run_into_store(
     samples_per_task: int,
     num_workers: int,
     grace_s: float,
+    budget_usd: float | None = None,
     allow_config_change: bool = False,
     allow_task_change: bool = False,
 ) -> tuple[TrajectoryStore, RunOutcome]:
@@ -162,7 +172,9 @@ def run_into_store(
     except StoreError as exc:
         raise SystemExit(f"store error: {exc}") from None
     try:
-        outcome = run_rollouts(loaded.tasks, store, config, samples_per_task, num_workers, stop, grace_s)
+        outcome = run_rollouts(
+            loaded.tasks, store, config, samples_per_task, num_workers, stop, grace_s, budget_usd
+        )
     finally:
         store.close()
     if stop.requested:
@@ -187,6 +199,25 @@ class RunOutcome:
     """Queued pairs never started because of the stop."""
     workers_left: bool = False
     """Some worker thread still runs (an abandoned rollout): the process must not wait for it."""
+    spent_before_usd: float = 0.0
+    """What the rollouts already in the store when the run started cost."""
+    spent_usd: float = 0.0
+    """What the rollouts stored by this run cost."""
+    budget_usd: float | None = None
+    budget_reached: bool = False
+    """The spend reached ``budget_usd``: no rollout was launched from then on."""
+    over_budget: int = 0
+    """Pairs never started because the spend reached the budget."""
+
+    def budget_line(self) -> str | None:
+        """One sentence on the budget stop, or None when the budget did not stop the run."""
+        if not self.budget_reached:
+            return None
+        return (
+            f"budget reached: ${self.spent_before_usd + self.spent_usd:.2f} spent of "
+            f"${self.budget_usd:.2f} (${self.spent_usd:.2f} in this run); "
+            f"{self.over_budget} rollouts were not launched"
+        )
 
 
 _STARTED, _FINISHED, _FAILED, _SKIPPED = "started", "finished", "failed", "skipped"
@@ -201,9 +232,14 @@ def run_rollouts(
     num_workers: int,
     stop: StopRequest | None = None,
     grace_s: float = 20.0,
+    budget_usd: float | None = None,
 ) -> RunOutcome:
-    """Run every (task, sample) rollout missing from ``store`` until done or ``stop`` is requested."""
+    """Run every (task, sample) rollout missing from ``store`` until done, ``stop`` is requested, or
+    the store's spend reaches ``budget_usd`` (None: no budget)."""
     stop = stop or StopRequest()
+    outcome = RunOutcome(budget_usd=budget_usd)
+    if budget_usd is not None:
+        outcome.spent_before_usd = sum(t.cost_usd for t in store.read())
     done = store.done_keys()
     work: queue.SimpleQueue[tuple[Task, int]] = queue.SimpleQueue()
     total = 0
@@ -217,15 +253,43 @@ def run_rollouts(
         log.info("resuming: %d rollouts already in %s are skipped", skipped, store.root)
     if stop.requested:  # during start-up: do not load models for nothing
         log.warning("stopped by %s before any rollout started", stop.name)
-        return RunOutcome(cancelled=total)
+        outcome.cancelled = total
+        return outcome
+    if budget_usd is not None and outcome.spent_before_usd >= budget_usd:
+        outcome.budget_reached, outcome.over_budget = True, total
+        log.warning("%s", outcome.budget_line())
+        return outcome
     builders = config.builders()
     results: queue.SimpleQueue[tuple[str, Key, Any]] = queue.SimpleQueue()
+    over_budget = threading.Event()
+    # Spend of the store's rollouts and of those finished here, summed by the workers as each rollout
+    # finishes, before the worker takes its next pair: a finished rollout's cost is known at once.
+    spend_lock = threading.Lock()
+    spent = outcome.spent_before_usd
+
+    def finished(trajectory: Trajectory) -> None:
+        nonlocal spent
+        if budget_usd is None:
+            return
+        with spend_lock:
+            spent += trajectory.cost_usd
+            if spent >= budget_usd and not over_budget.is_set():
+                over_budget.set()
+                log.warning(
+                    "budget reached: $%.2f spent of $%.2f; no more rollouts are launched, those in "
+                    "flight finish and are stored",
+                    spent,
+                    budget_usd,
+                )
 
     def worker() -> None:
-        while not stop.requested:
+        while not (stop.requested or over_budget.is_set()):
             try:
                 task, index = work.get_nowait()
             except queue.Empty:
+                return
+            if over_budget.is_set():  # reached while this pair was being taken: it stays queued
+                work.put((task, index))
                 return
             key = (task.instance_id, index)
             try:
@@ -245,9 +309,9 @@ def run_rollouts(
                 store.release(key)
                 results.put((_FAILED, key, exc))
             else:
+                finished(trajectory)
                 results.put((_FINISHED, key, trajectory))
 
-    outcome = RunOutcome()
     in_flight: set[Key] = set()
 
     def record(kind: str, key: Key, value: Any) -> None:
@@ -265,12 +329,19 @@ def run_rollouts(
         else:
             store.append(value)
             outcome.stored += 1
+            outcome.spent_usd += value.cost_usd
             progress.advance(value)
 
     # Daemon threads: one abandoned after the grace must not hold the interpreter's exit.
     threads = [threading.Thread(target=worker, name=f"rollout-{i}", daemon=True) for i in range(num_workers)]
     deadline: float | None = None
-    with RolloutProgress(total=total, mode=config.settings.switch.mode) as progress:
+    progress = RolloutProgress(
+        total=total,
+        mode=config.settings.switch.mode,
+        spent_usd=outcome.spent_before_usd,
+        budget_usd=budget_usd,
+    )
+    with progress:
         for thread in threads:
             thread.start()
         while True:
@@ -297,13 +368,11 @@ def run_rollouts(
             len(outcome.claimed_elsewhere),
             store.root,
         )
+    outcome.budget_reached = over_budget.is_set()
+    if outcome.budget_reached and not stop.requested:
+        outcome.over_budget = _drop(work)
     if stop.requested:
-        while True:
-            try:
-                work.get_nowait()
-            except queue.Empty:
-                break
-            outcome.cancelled += 1
+        outcome.cancelled = _drop(work)
         outcome.abandoned = sorted(in_flight)
         outcome.workers_left = any(thread.is_alive() for thread in threads)
         for key in outcome.abandoned:
@@ -317,3 +386,14 @@ def run_rollouts(
             outcome.cancelled,
         )
     return outcome
+
+
+def _drop(work: queue.SimpleQueue[tuple[Task, int]]) -> int:
+    """Empty the queue of pairs not started; how many there were."""
+    dropped = 0
+    while True:
+        try:
+            work.get_nowait()
+        except queue.Empty:
+            return dropped
+        dropped += 1

@@ -47,6 +47,7 @@ import importlib.metadata
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -760,11 +761,194 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     _fsync_dir(root)
 
 
+SHARD_KEY = "shard"
+"""Config key a shard store of a sharded collection records its ``{index, count}`` under
+(:mod:`oec.shard`); the only key in which the stores :func:`merge_stores` joins may differ."""
+
+
+@dataclass
+class Merge:
+    """What :func:`merge_stores` wrote: records per source store, and the shard indices missing from
+    a sharded collection (``count`` shards expected; empty when complete or not sharded)."""
+
+    records: dict[str, int] = field(default_factory=dict)
+    missing_shards: list[int] = field(default_factory=list)
+    shard_count: int | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.records.values())
+
+
+def merge_stores(out: str | Path, roots: list[str | Path]) -> Merge:
+    """Join the stores at ``roots`` (the shards of one collection) into a new store at ``out``.
+
+    Refused, with a :class:`StoreError` naming the store and the key, when: ``out`` exists; a store
+    was made with a config that differs from the first one's (keys other than :data:`SHARD_KEY`;
+    :data:`RESUME_IGNORED_KEYS` are not compared) or from a different task source; two stores hold
+    the same (task, sample) pair (shards never overlap, so that is a mistake: nothing is chosen);
+    two shard stores have the same index or different counts; a store has a corrupt line, a
+    duplicate, or a shard file a live writer still holds. Every record is copied byte for byte (its
+    ``config_hash`` included; ``merged_from`` in the manifest maps each source's hash to its shard)
+    into a hidden folder beside ``out``, renamed to ``out`` only once the merged store's records and
+    counts are verified to be the records read, so a refused or failed merge leaves nothing behind.
+    The source stores are only read.
+    """
+    out = Path(out)
+    sources = [Path(root) for root in roots]
+    if not sources:
+        raise StoreError("merge: no stores to merge")
+    if out.exists():
+        raise StoreError(f"{out} exists: merge into a new folder")
+    if len({root.resolve() for root in sources}) != len(sources):
+        raise StoreError("merge: a store is named twice")
+    manifests = [load_manifest(root) for root in sources]
+    first, base = sources[0], manifests[0]
+    config = _without_shard(base["config"])
+    merge = Merge()
+    indices: dict[int, Path] = {}
+    for root, manifest in zip(sources, manifests, strict=True):
+        if manifest.get("format") != FORMAT:
+            raise StoreError(f"{root / MANIFEST} is not a {FORMAT} manifest")
+        differences = config_differences(config, _without_shard(manifest["config"]))
+        if differences:
+            raise StoreError(
+                f"{root}: its config differs from {first}'s: " + "; ".join(differences) + " (not merged)"
+            )
+        theirs, ours = manifest.get("task_source"), base.get("task_source")
+        if (theirs or {}).get("sha256") != (ours or {}).get("sha256"):
+            raise StoreError(
+                f"{root}: its task source ({_source_text(theirs)}) differs from {first}'s "
+                f"({_source_text(ours)}) (not merged)"
+            )
+        shard = manifest["config"].get(SHARD_KEY)
+        if shard is not None:
+            if merge.shard_count not in (None, shard["count"]):
+                raise StoreError(
+                    f"{root}: {SHARD_KEY}.count is {shard['count']}, other stores are {merge.shard_count} "
+                    "shards (not merged)"
+                )
+            merge.shard_count = shard["count"]
+            if shard["index"] in indices:
+                other = indices[shard["index"]]
+                raise StoreError(f"{root}: {SHARD_KEY}.index {shard['index']} is also {other}'s (not merged)")
+            indices[shard["index"]] = root
+    if merge.shard_count is not None:
+        merge.missing_shards = sorted(set(range(merge.shard_count)) - set(indices))
+
+    where: dict[Key, Path] = {}
+    files: list[tuple[Path, list[bytes]]] = []
+    for root in sources:
+        merge.records[str(root)] = 0
+        for shard in _shards(root):
+            if _held_by_a_live_writer(shard):
+                raise StoreError(f"{shard}: a live process is writing this shard; merge once it has ended")
+            lines = []
+            for line in _scan_shard(shard):
+                if line.trajectory is None:
+                    raise StoreError(f"{shard}: {line.error}; {_repair_hint(root)}")
+                key = line.trajectory.key
+                if key in where:
+                    what = "twice" if where[key] == root else f"also in {where[key]}"
+                    raise StoreError(
+                        f"{root}: rollout {key[0]}#{key[1]} is {what} (not merged; "
+                        f"`python -m oec.store check {root}` lists duplicates)"
+                    )
+                where[key] = root
+                lines.append(line.raw)
+            if lines:
+                files.append((shard, lines))
+                merge.records[str(root)] += len(lines)
+
+    building = out.with_name(f".{out.name}.merging-{os.getpid()}-{secrets.token_hex(2)}")
+    try:
+        _write_merged(building, files, _merged_manifest(config, base, sources, manifests, merge))
+        check = check_store(building)
+        counted = load_manifest(building)["counts"]["rollouts"]
+        if not check.clean or check.records != merge.total or counted != merge.total:
+            raise StoreError(
+                f"{out}: the merged store would hold {check.records} records ({counted} counted) where "
+                f"{merge.total} were copied (not merged)"
+            )
+        os.rename(building, out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    _fsync_dir(out.parent)
+    return merge
+
+
+def _merged_manifest(
+    config: dict[str, Any],
+    base: dict[str, Any],
+    sources: list[Path],
+    manifests: list[dict[str, Any]],
+    merge: Merge,
+) -> dict[str, Any]:
+    """The manifest of a merged store, but for its shard counts: the common config, the first
+    store's task source, and per source store its hash, shard, records and config changes."""
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": _now(),
+        "updated": _now(),
+        "config": config,
+        "config_hash": config_hash(config),
+        "code_version": code_version(),
+        "config_changes": [],
+        "counts": _empty_counts(),
+        "shards": {},
+        "merged_from": [
+            {
+                "root": str(root.resolve()),
+                "config_hash": m["config_hash"],
+                SHARD_KEY: m["config"].get(SHARD_KEY),
+                "records": merge.records[str(root)],
+                "config_changes": m.get("config_changes", []),
+            }
+            for root, m in zip(sources, manifests, strict=True)
+        ],
+    }
+    if base.get("task_source") is not None:
+        manifest["task_source"] = base["task_source"]
+    return manifest
+
+
+def _write_merged(building: Path, files: list[tuple[Path, list[bytes]]], manifest: dict[str, Any]) -> None:
+    """Write the shard files (same names, their complete lines) and the counted manifest."""
+    (building / SHARDS).mkdir(parents=True)
+    for shard, lines in files:
+        target = building / SHARDS / shard.name
+        if target.exists():
+            raise StoreError(f"{shard}: two stores have a shard file named {shard.name} (not merged)")
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, b"".join(lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(building / SHARDS)
+    _, _, counts = _recover(building)
+    for name, shard_counts in counts.items():
+        manifest["shards"][name] = {"counts": shard_counts}
+    _finish_manifest(manifest)
+    _write_manifest(building, manifest)
+
+
+def _source_text(source: dict[str, str] | None) -> str:
+    return "none recorded" if source is None else f"{source['path']}, sha256 {source['sha256'][:16]}"
+
+
+def _without_shard(config: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key != SHARD_KEY}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``check ROOT [--repair]``: exit 0 when clean, 1 on duplicates or corrupt lines (after
     ``--repair``: when nothing is left to fix, 0), 2 when the store cannot be read.
     ``import --format FORMAT --out STORE PATH...``: see :mod:`oec.interop.cli`.
-    ``export STORE --format hf|jsonl --out DIR``: see :mod:`oec.interop.export`."""
+    ``export STORE --format hf|jsonl --out DIR``: see :mod:`oec.interop.export`.
+    ``merge OUT STORE...``: join shard stores into a new store (:func:`merge_stores`); exit 0 when
+    merged, 2 when refused."""
     argv = sys.argv[1:] if argv is None else argv
     # export renders with transformers (seconds to import): dispatched before parsing, so check stays light.
     if argv[:1] == ["export"]:
@@ -785,6 +969,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep every valid record; move corrupt lines, duplicates and torn tails to quarantine/",
     )
+    merge = commands.add_parser(
+        "merge", help="join the shard stores of a sharded collection into a new store, refusing mismatches"
+    )
+    merge.add_argument("out", type=Path, help="the new store (must not exist)")
+    merge.add_argument("stores", type=Path, nargs="+", help="the shard stores, e.g. STORE.shard-*-of-N")
     # import: other agents' trajectories into a store (oec.interop).
     from oec.interop.cli import add_import_parser, run_import
 
@@ -792,6 +981,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "import":
         return run_import(args)
+    if args.command == "merge":
+        return _run_merge(args.out, args.stores)
     try:
         if args.repair:
             repair = repair_store(args.root)
@@ -821,6 +1012,21 @@ def main(argv: list[str] | None = None) -> int:
     if not result.clean:
         print(f"{args.root}: problems found; {_repair_hint(args.root)}", file=sys.stderr)
     return 0 if result.clean else 1
+
+
+def _run_merge(out: Path, stores: list[Path]) -> int:
+    try:
+        merge = merge_stores(out, stores)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for root, records in merge.records.items():
+        print(f"  {root}: {records} records", file=sys.stderr)
+    if merge.missing_shards:
+        missing = ", ".join(map(str, merge.missing_shards))
+        print(f"warning: shards {missing} of {merge.shard_count} are not in this merge", file=sys.stderr)
+    print(f"merged {len(merge.records)} stores into {out}: {merge.total} records", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

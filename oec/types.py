@@ -380,6 +380,9 @@ class Trajectory:
     token_counts: dict[str, int] = field(default_factory=dict)
     exit_detail: str | None = None
     """Why the episode ended, in words, where the exit status alone does not say (``api_error``)."""
+    failed_call_retries: list[CallRetry] = field(default_factory=list)
+    """The failed attempts of the model call that ended the episode with ``api_error`` (it has no
+    message to carry them); its last, final failure is in ``exit_detail``."""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -409,7 +412,7 @@ class Trajectory:
     @property
     def retries(self) -> list[CallRetry]:
         """Every failed attempt of the rollout's model calls that was tried again, in order."""
-        return [r for m in self.messages for r in m.retries]
+        return [r for m in self.messages for r in m.retries] + self.failed_call_retries
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -452,5 +455,6 @@ class Trajectory:
             timings=dict(data.get("timings") or {}),
             token_counts=dict(data.get("token_counts") or {}),
             exit_detail=data.get("exit_detail"),
+            failed_call_retries=[CallRetry.from_dict(r) for r in data.get("failed_call_retries") or ()],
             schema_version=version,
         )

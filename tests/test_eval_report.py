@@ -64,13 +64,16 @@ def test_write_results(tmp_path: Path) -> None:
     assert report == evaluation_report(trajectories, "tiny")
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == {
         "model": "tiny",
+        "harness": "ours",
         "rollouts": 3,
         "tasks": 2,
         "graded": 3,
-        "ungraded": {},
         "resolved": 1,
+        "unresolved": 2,
+        "infra_error": 0,
         "resolve_rate": 1 / 3,
         "resolve_rate_ci95": list(wilson_interval(1, 3)),
+        "ungraded": {},
         "format_valid_rate": 1.0,
         "mean_turns": 4 / 3,
         "exit_status": {"call_limit": 2, "submitted": 1},

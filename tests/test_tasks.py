@@ -65,17 +65,20 @@ def test_swebench_row_mapping():
         "created_at": "2022-03-03T15:14:54Z",
         "environment_setup_commit": "298ccb478e6bf092953bca67a3d29dc6c35f6752",
         "row_format": "swe-bench",
+        "grading": "swebench",
+        "workdir": "/testbed",
     }
     assert task_from_row({**SWEBENCH_ROW, "split": "train"}, default_split="test").split == "train"
 
 
 def test_swesmith_row_mapping():
     task = task_from_row(SWESMITH_ROW)
-    assert task.base_commit == "getmoto__moto.694ce1f4.pr_7331"
+    assert task.base_commit == "HEAD"  # the clean repository of the image, where the bug patch goes
     assert task.test_patch == ""
     assert task.metadata["image_name"].startswith("swebench/swesmith")
     assert task.metadata["row_format"] == "swe-smith"
-    assert task_from_row({**SWESMITH_ROW, "base_commit": "abc123"}).base_commit == "abc123"
+    pinned = task_from_row({**SWESMITH_ROW, "base_commit": "abc123"})
+    assert (pinned.base_commit, pinned.metadata["instance_commit"]) == ("HEAD", "abc123")
 
 
 def test_repos_dir_sets_snapshot(tmp_path):

@@ -27,7 +27,7 @@ from oec.agent.prompts import Prompts, format_error, observation
 from oec.agent.tools import TOOL_DOCS, InvalidToolCall, PatchTooLarge, ToolBox
 from oec.config import Above, AtLeast
 from oec.policies.base import ContextLimitExceeded, Policy, PolicyCallFailed
-from oec.types import EnvKind, ExitStatus, Message, Task
+from oec.types import CallRetry, EnvKind, ExitStatus, Message, Task
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,18 @@ class Episode:
     seconds: float = 0.0
     detail: str | None = None
     """Why it ended, where the status alone does not say (``api_error``)."""
+    failed_call_retries: list[CallRetry] = field(default_factory=list)
+    """The failed attempts of a call that never got a reply (``api_error``): no message holds them."""
 
 
 class EpisodeEnd(Exception):
-    def __init__(self, status: ExitStatus, detail: str | None = None) -> None:
+    def __init__(
+        self, status: ExitStatus, detail: str | None = None, retries: tuple[CallRetry, ...] = ()
+    ) -> None:
         super().__init__(status)
         self.status = status
         self.detail = detail
+        self.retries = retries
 
 
 def run_episode(
@@ -106,7 +111,7 @@ def run_episode(
             except ContextLimitExceeded as exc:
                 raise EpisodeEnd("context_limit") from exc
             except PolicyCallFailed as exc:
-                raise EpisodeEnd("api_error", f"model call {turn}: {exc}") from exc
+                raise EpisodeEnd("api_error", f"model call {turn}: {exc}", exc.retries) from exc
             calls[reply.author] += 1
             usage = reply.usage
             cost_usd += usage.cost_usd
@@ -145,10 +150,11 @@ def run_episode(
             turn += 1
     except EpisodeEnd as end:
         status: ExitStatus = end.status
-        detail = end.detail
+        detail, failed_call_retries = end.detail, list(end.retries)
     try:
         patch = tools.current_patch(limits.max_patch_bytes)
     except PatchTooLarge as exc:
         log.warning("%s: %s (episode ended as %s); the patch is dropped", task.instance_id, exc, status)
         status, patch = "patch_too_large", ""
-    return Episode(messages, status, patch, dict(tokens), time.monotonic() - start, detail)
+    seconds = time.monotonic() - start
+    return Episode(messages, status, patch, dict(tokens), seconds, detail, failed_call_retries)

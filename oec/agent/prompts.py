@@ -1,7 +1,10 @@
 """Prompt templates of the agent: the student's system prompt, the expert's, and the task prompt.
 
 Templates are ``str.format`` strings so configs can override them; ``{tool_docs}`` is replaced by
-the tool documentation and ``{problem_statement}`` by the task's issue text. The trajectory store
+the tool documentation and ``{problem_statement}`` by the task's issue text. An expert that calls
+tools natively (``anthropic``, or ``openai`` with ``action_format: native``) gets
+``expert_system_native`` instead: its tools arrive as API tool definitions, so the prompt neither
+documents them nor asks for the XML call format. The trajectory store
 always keeps the STUDENT's system prompt as the first message (what the student sees at inference
 and trains on); the expert's prompt is only shown to the expert while it acts.
 """
@@ -37,6 +40,13 @@ value
 
 {tool_docs}"""
 
+EXPERT_SYSTEM_NATIVE = """\
+You are an expert software engineer taking over a debugging session in a Linux shell.
+Someone may already have worked on the repository: check its state before you trust it, undo edits
+that are wrong or unrelated, then fix the issue the user reports and submit.
+
+Each reply is a short thought followed by exactly ONE call of the tools you are given."""
+
 TASK_TEMPLATE = """<issue>
 {problem_statement}
 </issue>
@@ -54,12 +64,16 @@ class Prompts:
 
     student_system: str = STUDENT_SYSTEM
     expert_system: str = EXPERT_SYSTEM
+    expert_system_native: str = EXPERT_SYSTEM_NATIVE
     task: str = TASK_TEMPLATE
 
     def render_student_system(self, tool_docs: str) -> str:
         return self.student_system.format(tool_docs=tool_docs)
 
-    def render_expert_system(self, tool_docs: str) -> str:
+    def render_expert_system(self, tool_docs: str, native_tools: bool = False) -> str:
+        """The expert's prompt; ``native_tools``: it calls the tools natively (see module doc)."""
+        if native_tools:
+            return self.expert_system_native.format(tool_docs=tool_docs)
         return self.expert_system.format(tool_docs=tool_docs)
 
     def render_task(self, problem_statement: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -88,21 +89,23 @@ call_stats = CallStats()
 
 def classify(exc: BaseException) -> Failure | None:
     """The failure an exception of the ``openai`` or ``anthropic`` SDK stands for; None for any
-    other exception (a bug, which must propagate)."""
-    import anthropic
-    import openai
-
-    def kinds(name: str) -> tuple[type[BaseException], ...]:
-        return (getattr(openai, name), getattr(anthropic, name))
-
+    other exception (a bug, which must propagate). The SDK is the one that defines the exception's
+    class, already imported by whoever raised it; the other SDK is never imported here."""
     detail = _short(exc)
-    if isinstance(exc, kinds("APITimeoutError")):
+    sdk = sys.modules.get(type(exc).__module__.partition(".")[0])
+    if sdk is None or sdk.__name__ not in ("openai", "anthropic"):
+        # A body the SDK failed to parse (JSON or validation: both ValueErrors). A TypeError in the
+        # SDK is a wrong call of ours, never worth retrying.
+        if isinstance(exc, ValueError) and _from_sdk(exc):
+            return Failure("malformed", detail, True)
+        return None
+    if isinstance(exc, sdk.APITimeoutError):
         return Failure("timeout", detail, True)
-    if isinstance(exc, kinds("APIConnectionError")):
+    if isinstance(exc, sdk.APIConnectionError):
         return Failure("connection", detail, True)
-    if isinstance(exc, kinds("APIResponseValidationError")):
+    if isinstance(exc, sdk.APIResponseValidationError):
         return Failure("malformed", detail, True)
-    if isinstance(exc, kinds("APIStatusError")):
+    if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code  # type: ignore[attr-defined]
         detail = f"HTTP {status}: {detail}"
         if status in (400, 413, 422) and _CONTEXT_ERROR.search(str(exc)):
@@ -114,8 +117,6 @@ def classify(exc: BaseException) -> Failure | None:
         if status in (401, 403):
             return Failure("auth", detail, False)
         return Failure("bad_request", detail, False)
-    if isinstance(exc, ValueError | KeyError | TypeError) and _from_sdk(exc):
-        return Failure("malformed", detail, True)
     return None
 
 
@@ -191,13 +192,16 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _from_sdk(exc: BaseException) -> bool:
-    """Whether the innermost frame of ``exc`` is inside the openai or anthropic package (a body the
-    SDK failed to parse), as opposed to our own code."""
+    """Whether ``exc`` was raised inside a call into the openai or anthropic package (a body the SDK
+    failed to parse), as opposed to our own code: some frame of its traceback is in the SDK. (The
+    innermost frame is not enough: a body cut short fails in ``json.loads``, called by the SDK.)"""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if "/openai/" in filename or "/anthropic/" in filename:
+            return True
         tb = tb.tb_next
-    filename = tb.tb_frame.f_code.co_filename if tb is not None else ""
-    return "/openai/" in filename or "/anthropic/" in filename
+    return False
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -1,28 +1,27 @@
-"""Load tasks: the embedded set, or SWE-bench / SWE-Gym / SWE-smith rows from JSONL or parquet files.
+"""Load tasks: the embedded set, or SWE-bench / SWE-Gym / SWE-smith rows from JSONL, parquet or a
+saved ``datasets`` folder.
 
-Every source yields :class:`oec.types.Task`. Loading is tolerant per row and strict per field: a
+Every source yields :class:`oec.types.Task` (the row mapping, image names, grading rule and the
+SWE-smith bug patch: :mod:`oec.tasks.rows`). Loading is tolerant per row and strict per field: a
 malformed row (invalid JSON or UTF-8, a missing or mistyped field, a duplicate id) is reported in
-``LoadResult.errors`` with its row number and instance id and skipped, and the other rows load. A
-tasks file that is missing or cannot be read at all is a :class:`oec.config.ConfigError` naming the
-file and its key (``tasks.path: ...``), which entry points report as a config error.
+``LoadResult.errors`` with its row number, instance id and field, and skipped, and the other rows
+load. A tasks file that is missing or cannot be read at all is a :class:`oec.config.ConfigError`
+naming the file and its key (``tasks.path: ...``), which entry points report as a config error.
 
-Row mapping. SWE-bench and SWE-Gym rows carry every Task field (FAIL_TO_PASS / PASS_TO_PASS may be
-JSON-encoded strings, as on the hub); their other columns (``hints_text``, ``created_at``,
-``environment_setup_commit``...) go to ``metadata``. SWE-smith rows have ``image_name`` and no
-``test_patch`` (their tests live in the repository): ``test_patch`` becomes empty and a missing
-``base_commit`` becomes the instance id, the branch that holds the instance in a SWE-smith mirror.
-``metadata["row_format"]`` records which mapping was used.
+The source decides the row layout: ``swe_bench``, ``swe_gym`` and ``swe_smith`` read every row as
+theirs; ``file`` infers each row's layout from its columns (SWE-smith rows have ``image_name`` and no
+``test_patch``) and names no image a row does not carry.
 
 Snapshots. Embedded tasks are materialised eagerly, after filtering, into the cache (so only the
 selected tasks are built, and each load returns ready-to-clone repositories; a cached repository
-costs one ``git rev-parse``). File rows get ``snapshot`` from a row's own ``snapshot`` field, else
-from ``repos_dir`` when it holds a mirror named ``owner__name``, ``owner/name`` or ``name``.
+costs one ``git rev-parse``). Row tasks get ``snapshot`` from a row's own ``snapshot`` field, else
+from ``repos_dir`` when it holds a mirror named ``owner__name``, ``owner/name`` or ``name``; container
+runtimes use the image instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from oec.config import ConfigError, parse
-from oec.tasks.config import EmbeddedTasks, FileTasks, TasksConfig
+from oec.tasks.config import EmbeddedTasks, RowsSource, TasksConfig
 from oec.tasks.embedded import TASKS_FILE, MaterializeError, image_name, materialize
+from oec.tasks.rows import task_from_row
 from oec.types import SchemaError, Task
-
-TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(Task))
 
 
 @dataclass(frozen=True)
@@ -61,46 +59,24 @@ class LoadResult:
     source: str = ""
 
 
-def _jsonable(value: Any) -> Any:
-    """Parquet timestamps arrive as datetimes; metadata must stay JSON-serialisable."""
-    if isinstance(value, datetime.date | datetime.datetime):
-        return value.isoformat()
-    return value
-
-
-def _snapshot_in(repos_dir: Path, repo: str) -> str | None:
-    for candidate in (repo.replace("/", "__"), repo, repo.rsplit("/", 1)[-1]):
-        path = repos_dir / candidate
-        if (path / ".git").exists() or (path / "HEAD").is_file():
-            return str(path)
-    return None
-
-
-def task_from_row(row: Any, *, default_split: str | None = None, repos_dir: str | Path | None = None) -> Task:
-    """Map one SWE-bench / SWE-Gym / SWE-smith / embedded row to a Task; raise SchemaError if invalid."""
-    if not isinstance(row, dict):
-        raise SchemaError(f"row must be an object, got {type(row).__name__}")
-    data = dict(row)
-    row_format = "swe-smith" if "image_name" in data and "test_patch" not in data else "swe-bench"
-    if row_format == "swe-smith":
-        data["test_patch"] = ""
-        if not data.get("base_commit") and isinstance(data.get("instance_id"), str):
-            data["base_commit"] = data["instance_id"]
-    metadata = {k: _jsonable(v) for k, v in data.items() if k not in TASK_FIELDS}
-    own = data.get("metadata") or {}
-    if not isinstance(own, dict):
-        raise SchemaError(f"task {data.get('instance_id', '?')!r}: field 'metadata' must be an object")
-    metadata.update(own)
-    metadata.setdefault("row_format", row_format)
-    data["metadata"] = metadata
-    data["split"] = data.get("split") or default_split
-    if not data.get("snapshot") and repos_dir is not None and isinstance(data.get("repo"), str):
-        data["snapshot"] = _snapshot_in(Path(repos_dir), data["repo"])
-    return Task.from_dict(data)
-
-
 def _read_rows(path: Path, file_format: str) -> Iterator[tuple[int, Any]]:
-    """Yield (row number, row); a JSON line that does not parse yields a RowError instead of a row."""
+    """Yield (row number, row); a JSON line that does not parse yields a RowError instead of a row.
+
+    A saved ``DatasetDict`` yields its splits in name order, numbered on; a row without a ``split``
+    field gets its split's name when that is ``train`` or ``test``."""
+    if file_format == "datasets":
+        from datasets import Dataset, load_from_disk
+
+        loaded = load_from_disk(str(path))
+        splits = {None: loaded} if isinstance(loaded, Dataset) else dict(sorted(loaded.items()))
+        number = 0
+        for name, dataset in splits.items():
+            for row in dataset:
+                number += 1
+                if name in ("train", "test") and not row.get("split"):
+                    row = {**row, "split": name}
+                yield number, row
+        return
     if file_format == "parquet":
         import pyarrow.parquet as pq
 
@@ -122,16 +98,18 @@ def _read_file(path: Path, file_format: str, key: str) -> list[tuple[int, Any]]:
     """Every row of ``path``; ConfigError naming ``key`` and the file when it cannot be read at all."""
     if not path.exists():
         raise ConfigError(f"{key}: tasks file not found: {path}")
-    if not path.is_file():
+    if file_format == "datasets" and not path.is_dir():
+        raise ConfigError(f"{key}: {path} is not a folder saved by datasets (set tasks.format for a file)")
+    if file_format != "datasets" and not path.is_file():
         raise ConfigError(f"{key}: {path} is not a file")
     try:
         return list(_read_rows(path, file_format))
-    except (OSError, ValueError) as exc:  # unreadable, or not parquet (pyarrow's ArrowInvalid)
+    except (OSError, ValueError) as exc:  # unreadable, not parquet (ArrowInvalid) or not a saved dataset
         raise ConfigError(f"{key}: cannot read {path} as {file_format}: {exc}") from exc
 
 
 def _parse(
-    path: Path, file_format: str, key: str, default_split: str | None, repos_dir: str | None
+    path: Path, file_format: str, key: str, config: TasksConfig
 ) -> tuple[list[tuple[int, Task]], list[RowError]]:
     tasks: list[tuple[int, Task]] = []
     errors: list[RowError] = []
@@ -143,7 +121,17 @@ def _parse(
         instance_id = row.get("instance_id") if isinstance(row, dict) else None
         instance_id = instance_id if isinstance(instance_id, str) else None
         try:
-            task = task_from_row(row, default_split=default_split, repos_dir=repos_dir)
+            if isinstance(config, RowsSource):
+                task = task_from_row(
+                    row,
+                    row_format=config.row_format,
+                    default_split=config.split,
+                    repos_dir=config.repos_dir,
+                    image_template=config.image_template,
+                    workdir=config.workdir,
+                )
+            else:
+                task = task_from_row(row)
         except SchemaError as exc:
             errors.append(RowError(number, instance_id, str(exc)))
             continue
@@ -166,12 +154,11 @@ def load_tasks(source: str, **fields: Any) -> LoadResult:
 def load_from_config(config: TasksConfig, *, materialize_snapshots: bool = True) -> LoadResult:
     """:func:`load_tasks` for an already validated :class:`TasksConfig`; raises ConfigError when the
     tasks file is missing or unreadable."""
-    if isinstance(config, FileTasks):
+    if isinstance(config, RowsSource):
         file, file_format, key = Path(config.path), config.file_format, "tasks.path"
-        default_split, repos_dir = config.split, config.repos_dir
     else:
-        file, file_format, key, default_split, repos_dir = TASKS_FILE, "jsonl", "tasks", None, None
-    numbered, errors = _parse(file, file_format, key, default_split, repos_dir)
+        file, file_format, key = TASKS_FILE, "jsonl", "tasks"
+    numbered, errors = _parse(file, file_format, key, config)
 
     if config.instance_ids is not None:
         wanted = set(config.instance_ids)

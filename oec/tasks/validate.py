@@ -1,6 +1,7 @@
 """Check that tasks are solvable and graded correctly, the way a rollout will see them.
 
-For each task, in a fresh clone of its snapshot at ``base_commit``: the ``test_patch`` is applied and
+For each task, in a fresh clone of its snapshot at ``base_commit`` (with a SWE-smith task's bug patch
+applied, as its sandboxes apply it: :mod:`oec.tasks.swesmith`): the ``test_patch`` is applied and
 the FAIL_TO_PASS + PASS_TO_PASS tests run (every FAIL_TO_PASS test must fail, every PASS_TO_PASS
 test must pass); then the gold ``patch`` is applied and the same tests must resolve the task by
 swebench's own grading (``get_eval_tests_report`` / ``get_resolution_status``).
@@ -20,6 +21,7 @@ from swebench.harness.grading import get_eval_tests_report, get_resolution_statu
 
 from oec.tasks.gitrepo import GitError, apply_patch, clone
 from oec.tasks.pytest_run import run_pytest
+from oec.tasks.rows import bug_patch_of
 from oec.types import Task
 
 
@@ -42,6 +44,11 @@ def _check(task: Task, workdir: Path, timeout: float) -> list[str]:
         clone(task.snapshot, repo, task.base_commit)
     except GitError as exc:
         return [f"cannot check out base_commit: {exc}"]
+    if bug := bug_patch_of(task):
+        try:
+            apply_patch(repo, bug)
+        except GitError as exc:
+            return [f"bug patch does not apply to the clean repository: {exc}"]
     tests = [*task.FAIL_TO_PASS, *task.PASS_TO_PASS]
     problems = []
     try:

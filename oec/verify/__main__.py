@@ -1,9 +1,12 @@
 """Command line of the grader: ``python -m oec.verify grade --instance INSTANCE.json --log TEST_OUTPUT.txt``.
 
 Prints one JSON object: ``instance_id``, ``resolved``, ``error``, ``tests_status`` (swebench's report
-layout), ``parser`` and ``per_test`` (status of every listed test). INSTANCE.json is one task row
-with SWE-bench fields; the log is a swebench eval log or raw pytest output. Exit status 0 whether or
-not the task is resolved; 2 on bad input, with a message naming the file or field.
+layout), ``grading`` (the rule), ``parser`` and ``per_test`` (status of every listed test).
+INSTANCE.json is one row of SWE-bench, SWE-Gym or SWE-smith, mapped as the task source ``--source``
+maps it (default ``file``: the layout inferred from the row's columns), so a SWE-smith row is graded
+with SWE-smith's rule and a swebench 5.x row with its ``log_parser``; the log is a swebench eval log
+or raw pytest output. Exit status 0 whether or not the task is resolved; 2 on bad input, with a
+message naming the file or field.
 """
 
 from __future__ import annotations
@@ -13,15 +16,23 @@ import json
 import sys
 from pathlib import Path
 
+from oec.tasks.rows import RowFormat, grading_of, task_from_row
 from oec.types import SchemaError, Task
 from oec.verify.grade import grade_status_map, parse_test_log, parser_name_for, per_test_status
+
+SOURCES: dict[str, RowFormat | None] = {
+    "file": None,
+    "swe_bench": "swe-bench",
+    "swe_gym": "swe-gym",
+    "swe_smith": "swe-smith",
+}
 
 
 class BadInput(Exception):
     """An input file is unreadable or malformed; the message names the file or field."""
 
 
-def _load_task(path: Path) -> Task:
+def _load_task(path: Path, source: str) -> Task:
     try:
         row = json.loads(path.read_text())
     except OSError as exc:
@@ -29,13 +40,13 @@ def _load_task(path: Path) -> Task:
     except json.JSONDecodeError as exc:
         raise BadInput(f"instance file {path} is not valid JSON: {exc}") from exc
     try:
-        return Task.from_dict(row)
+        return task_from_row(row, row_format=SOURCES[source])
     except SchemaError as exc:
         raise BadInput(f"instance file {path}: {exc}") from exc
 
 
 def _grade(args: argparse.Namespace) -> dict[str, object]:
-    task = _load_task(args.instance)
+    task = _load_task(args.instance, args.source)
     try:
         log = args.log.read_text(errors="replace")
     except OSError as exc:
@@ -49,6 +60,7 @@ def _grade(args: argparse.Namespace) -> dict[str, object]:
         "instance_id": task.instance_id,
         "resolved": verdict.resolved,
         "error": verdict.error,
+        "grading": grading_of(task),
         "parser": parser_name_for(task, args.parser),
         "tests_status": verdict.tests_status,
         "per_test": per_test_status(task, status_map),
@@ -61,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     grade = commands.add_parser("grade", help="grade a test log against an instance's test lists")
     grade.add_argument("--instance", type=Path, required=True, help="task row (JSON, SWE-bench fields)")
     grade.add_argument("--log", type=Path, required=True, help="test output (swebench eval log or pytest)")
+    grade.add_argument(
+        "--source",
+        choices=sorted(SOURCES),
+        default="file",
+        help="how the row is read, as that task source reads it (default: inferred from its columns)",
+    )
     grade.add_argument(
         "--parser",
         default=None,

@@ -1,10 +1,19 @@
-"""Grade a test log against a task's FAIL_TO_PASS / PASS_TO_PASS lists with swebench.
+"""Grade a test log against a task's FAIL_TO_PASS / PASS_TO_PASS lists as the task's benchmark does.
 
-A task is resolved iff every FAIL_TO_PASS test passes and every PASS_TO_PASS test still passes:
-swebench's ``get_eval_tests_report`` and ``get_resolution_status`` decide that, so our numbers are
-comparable with SWE-bench's. Logs come in two layouts and both are accepted: swebench's eval logs,
-where the test output sits between its start/end markers (and may carry the test command's exit
-status), and raw pytest output.
+A task is resolved iff every FAIL_TO_PASS test passes and every PASS_TO_PASS test still passes;
+swebench's ``get_resolution_status`` decides that from a per-list report, made by the rule of the
+task's source (``Task.metadata["grading"]``, :func:`oec.tasks.rows.grading_of`):
+
+- ``swebench`` (SWE-bench, SWE-Gym, the embedded tasks): swebench 5.x's ``get_eval_tests_report``,
+  strict: a listed test that the log does not mention failed (a skipped FAIL_TO_PASS test failed too).
+- ``swesmith`` (SWE-smith rows): SWE-smith's own rule, written out here because swesmith cannot be
+  installed next to swebench 5.x: a listed test the log does not mention *passed* (SWE-smith's
+  harness runs only part of a suite), only an explicit ``FAILED`` / ``ERROR`` fails, and a skipped
+  test counts as neither.
+
+So our numbers are comparable with each benchmark's own. Logs come in two layouts and both are
+accepted: swebench's eval logs, where the test output sits between its start/end markers (and may
+carry the test command's exit status), and raw pytest output.
 
 Parser choice: an explicit name wins; otherwise a task row's ``metadata["log_parser"]`` (the field
 swebench 5.x instances carry), then swebench's parser for a known SWE-bench repository, then
@@ -21,7 +30,9 @@ from collections.abc import Callable
 from swebench.harness.constants import (
     APPLY_PATCH_FAIL,
     END_TEST_OUTPUT,
+    FAIL_TO_FAIL,
     FAIL_TO_PASS,
+    PASS_TO_FAIL,
     PASS_TO_PASS,
     RESET_FAILED,
     START_TEST_OUTPUT,
@@ -36,11 +47,13 @@ from swebench.harness.log_parsers import PARSER_REGISTRY
 from swebench.harness.log_parsers.python import MAP_REPO_TO_PARSER_PY, parse_log_pytest_v2
 from swebench.types import TestSpec
 
+from oec.tasks.rows import grading_of
 from oec.types import Task, Verdict
 
 DEFAULT_PARSER = "pytest"
 MISSING = "MISSING"
-"""Per-test status of a listed test that the log does not mention (graded as a failure)."""
+"""Per-test status of a listed test that the log does not mention (a failure under the ``swebench``
+rule, a pass under the ``swesmith`` rule)."""
 
 _BAD_LOG_MARKERS = (APPLY_PATCH_FAIL, RESET_FAILED, TESTS_ERROR, TESTS_TIMEOUT)
 _FAILING = {TestStatus.FAILED.value, TestStatus.ERROR.value}
@@ -157,12 +170,36 @@ def truncate_log(log: str, max_chars: int) -> str:
     return f"{log[:head]}\n[... {omitted} characters omitted ...]\n{log[-tail:]}"
 
 
+def swesmith_tests_report(
+    status_map: dict[str, str], gold: dict[str, list[str]]
+) -> dict[str, dict[str, list[str]]]:
+    """SWE-smith's ``get_eval_tests_report``: a test missing from ``status_map`` passed; only an
+    explicit failure or error failed; any other status (skipped) lands in neither list. The
+    FAIL_TO_FAIL / PASS_TO_FAIL lists are empty, as SWE-smith (and swebench) report them."""
+    passing = {TestStatus.PASSED.value, TestStatus.XFAIL.value}
+    report = {key: {"success": [], "failure": []} for key in (FAIL_TO_FAIL, PASS_TO_FAIL)}
+    for key in (FAIL_TO_PASS, PASS_TO_PASS):
+        statuses = [(test, status_map.get(test)) for test in gold[key]]
+        report[key] = {
+            "success": [test for test, status in statuses if status is None or status in passing],
+            "failure": [test for test, status in statuses if status in _FAILING],
+        }
+    return report
+
+
+def tests_report(task: Task, status_map: dict[str, str]) -> dict[str, dict[str, list[str]]]:
+    """The per-list report of ``status_map`` by the rule of ``task``'s source (module docstring)."""
+    gold = {FAIL_TO_PASS: task.FAIL_TO_PASS, PASS_TO_PASS: task.PASS_TO_PASS}
+    if grading_of(task) == "swesmith":
+        return swesmith_tests_report(status_map, gold)
+    return get_eval_tests_report(status_map, gold, eval_type=_eval_type(task))
+
+
 def grade_status_map(
     task: Task, status_map: dict[str, str], error: str | None = None, log: str | None = None
 ) -> Verdict:
-    """Grade a status map with swebench; an ``error`` (unusable log) is never resolved."""
-    gold = {FAIL_TO_PASS: task.FAIL_TO_PASS, PASS_TO_PASS: task.PASS_TO_PASS}
-    report = get_eval_tests_report(status_map, gold, eval_type=_eval_type(task))
+    """Grade a status map by the task's rule; an ``error`` (unusable log) is never resolved."""
+    report = tests_report(task, status_map)
     resolved = error is None and get_resolution_status(report) == ResolvedStatus.FULL.value
     return Verdict(resolved=resolved, tests_status=report, error=error, log=log)
 

@@ -1,10 +1,16 @@
 """Run a task's tests against a model patch in a fresh sandbox and grade the log.
 
 The steps follow swebench's evaluation harness: apply the model patch (``git apply``, then
-``git apply --3way``, ``--reject`` and ``patch --fuzz``, from a pristine tree each time), restore the
-files the test patch touches to the base commit (so edits to tests cannot mask a failure), apply the
-test patch, run FAIL_TO_PASS and PASS_TO_PASS with pytest and grade with :mod:`oec.verify.grade`.
-The log is assembled in swebench's eval-log layout (start/end markers, test exit code).
+``git apply --3way``, ``--reject`` and ``patch --fuzz``, from a pristine tree each time), then
+
+- for a task with an ``eval_script`` (swebench 5.x rows): run that script as swebench's harness does
+  (``set -uxo pipefail``, the test command's exit status recorded after the end marker); it resets
+  the test files, applies the test patch and runs the tests itself;
+- otherwise: restore the files the test patch touches to the base commit (so edits to tests cannot
+  mask a failure), apply the test patch, run FAIL_TO_PASS and PASS_TO_PASS with pytest, and
+  assemble the log in swebench's eval-log layout (start/end markers, test exit code);
+
+and grade with :mod:`oec.verify.grade` (the task's log parser and grading rule).
 
 Only :meth:`Sandbox.run` is used, files travel through stdin, and everything but the repository
 changes lives in the sandbox's ``tool_dir``, so any sandbox runtime works. Test ids travel through
@@ -17,8 +23,14 @@ A model patch that does not apply and a timeout give a graded, unresolved verdic
 ``error`` naming the task: the agent failed. A test patch that does not apply gives a ``task_error``
 verdict: the task cannot be verified whatever the agent did (the files it touches were restored to
 the base commit first), so it is kept out of resolve rates and never accepted. An empty test patch
-(SWE-smith rows: the tests live in the repository) is not applied. Failures of the sandbox itself
-propagate to the caller.
+(SWE-smith rows: the tests live in the repository) is not applied; a sandbox that cannot start because
+the task's bug patch does not apply (:class:`oec.tasks.swesmith.BugPatchError`) is a ``task_error`` too.
+
+Environment breakage is neither: when the sandbox itself fails (:class:`oec.env.base.SandboxInfraError`:
+the container died or could not start, its image is missing, the runtime failed) the verification is
+retried once from a fresh sandbox, and a second failure gives an ``infra_error`` verdict naming both,
+which resolve rates leave out and reports count apart. Only the verification is retried here; a
+sandbox that breaks during the agent's episode ends the rollout with the exception (the runner's).
 """
 
 from __future__ import annotations
@@ -29,9 +41,11 @@ from collections.abc import Callable
 
 from swebench.harness.constants import APPLY_PATCH_PASS, END_TEST_OUTPUT, START_TEST_OUTPUT, TEST_EXIT_CODE
 from swebench.harness.run_evaluation import GIT_APPLY_CMDS
+from swebench.harness.utils import parse_eval_script, record_test_exit_code
 
-from oec.env.base import Sandbox
+from oec.env.base import Sandbox, SandboxInfraError
 from oec.env.files import read_file
+from oec.tasks.swesmith import BugPatchError
 from oec.types import Task, Verdict, VerdictStatus
 from oec.verify.grade import DEFAULT_PARSER, grade_log, truncate_log
 
@@ -53,7 +67,7 @@ class _Unverifiable(Exception):
 def _write(sandbox: Sandbox, path: str, text: str, timeout: float) -> None:
     result = sandbox.run(f"cat > {shlex.quote(path)}", timeout=timeout, stdin=text)
     if result.exit_code != 0:
-        raise RuntimeError(f"cannot write {path} in the sandbox: {result.output.strip()}")
+        raise SandboxInfraError(f"cannot write {path} in the sandbox: {result.output.strip()}")
 
 
 def _as_patch_text(patch: str) -> str:
@@ -105,6 +119,12 @@ def _run_tests(
     return result.exit_code, result.timed_out
 
 
+def eval_script_text(script: str) -> str:
+    """A row's ``eval_script`` as swebench's harness runs it (``TestSpec.eval_script``)."""
+    lines = record_test_exit_code(parse_eval_script(script))
+    return "\n".join(["#!/bin/bash", "set -uxo pipefail", *lines]) + "\n"
+
+
 def verify(
     task: Task,
     patch: str,
@@ -112,22 +132,63 @@ def verify(
     timeout_s: float = 1800.0,
     *,
     test_command: str = DEFAULT_TEST_COMMAND,
-    parser: str = DEFAULT_PARSER,
+    parser: str | None = None,
     apply_timeout_s: float = 120.0,
     max_log_chars: int = 50_000,
     read_chunk_bytes: int = 48_000,
     max_read_bytes: int = 16_000_000,
+    infra_attempts: int = 2,
 ) -> Verdict:
     """Grade ``patch`` on ``task`` in a fresh sandbox from ``sandbox_factory``.
 
-    ``timeout_s`` bounds the test run; ``test_command`` gets the test ids appended as arguments and
-    its output is parsed with ``parser`` (see :func:`oec.verify.grade.select_parser`).
+    ``timeout_s`` bounds the test run; ``test_command`` gets the test ids appended as arguments
+    (tasks without an ``eval_script``); the log is parsed with ``parser``, by default pytest's for
+    our test command and the task's own for its eval script (:func:`oec.verify.grade.select_parser`).
+    ``infra_attempts`` sandboxes are tried before a :class:`SandboxInfraError` becomes an
+    ``infra_error`` verdict.
     """
+    failures: list[str] = []
+    for _ in range(infra_attempts):
+        try:
+            return _verify_in_sandbox(
+                task,
+                patch,
+                sandbox_factory,
+                timeout_s,
+                test_command=test_command,
+                parser=parser,
+                apply_timeout_s=apply_timeout_s,
+                max_log_chars=max_log_chars,
+                read_chunk_bytes=read_chunk_bytes,
+                max_read_bytes=max_read_bytes,
+            )
+        except SandboxInfraError as exc:
+            failures.append(str(exc))
+        except BugPatchError as exc:
+            return Verdict(resolved=False, error=str(exc), log=str(exc), status="task_error")
+    error = f"{task.instance_id}: the sandbox failed {len(failures)} times: " + " | ".join(failures)
+    return Verdict(resolved=False, error=truncate_log(error, 4_000), status="infra_error")
+
+
+def _verify_in_sandbox(
+    task: Task,
+    patch: str,
+    sandbox_factory: SandboxFactory,
+    timeout_s: float,
+    *,
+    test_command: str,
+    parser: str | None,
+    apply_timeout_s: float,
+    max_log_chars: int,
+    read_chunk_bytes: int,
+    max_read_bytes: int,
+) -> Verdict:
     tests = list(dict.fromkeys([*task.FAIL_TO_PASS, *task.PASS_TO_PASS]))
+    eval_script = task.metadata.get("eval_script")
     with sandbox_factory() as sandbox:
         scratch = f"{sandbox.tool_dir}/verify"
-        model_patch, test_patch, log_path = (
-            f"{scratch}/{n}" for n in ("model.diff", "test.diff", "pytest.log")
+        model_patch, test_patch, log_path, script_path = (
+            f"{scratch}/{n}" for n in ("model.diff", "test.diff", "pytest.log", "eval.sh")
         )
         sandbox.run(f"mkdir -p {shlex.quote(scratch)}", timeout=apply_timeout_s)
         header = []
@@ -135,14 +196,20 @@ def verify(
             if patch.strip():
                 _write(sandbox, model_patch, _as_patch_text(patch), apply_timeout_s)
                 header.append(_apply_model_patch(sandbox, task, model_patch, apply_timeout_s))
-            if task.test_patch.strip():
+            if eval_script:
+                _write(sandbox, script_path, eval_script_text(eval_script), apply_timeout_s)
+            elif task.test_patch.strip():
                 _write(sandbox, test_patch, _as_patch_text(task.test_patch), apply_timeout_s)
                 header.append(_apply_test_patch(sandbox, task, test_patch, apply_timeout_s))
         except _Unverifiable as exc:
             log = "\n".join([*header, str(exc)])
             return Verdict(resolved=False, error=str(exc), log=log, status=exc.status)
-        exit_code, timed_out = _run_tests(sandbox, tests, test_command, log_path, timeout_s)
-        if exit_code == _PYTEST_USAGE_ERROR and not timed_out:
+        if eval_script:
+            script = f"bash {shlex.quote(script_path)}"
+            exit_code, timed_out = _run_tests(sandbox, [], script, log_path, timeout_s)
+        else:
+            exit_code, timed_out = _run_tests(sandbox, tests, test_command, log_path, timeout_s)
+        if exit_code == _PYTEST_USAGE_ERROR and not timed_out and not eval_script:
             # Some listed id does not exist (e.g. a test the patch deleted): run whole files instead,
             # as swebench does, so the other tests still get a status and the missing one fails.
             files = list(dict.fromkeys(test.split("::", 1)[0] for test in tests))
@@ -155,5 +222,7 @@ def verify(
         error = f"tests timed out after {timeout_s:g}s for {task.instance_id}"
         log = "\n".join([*header, output, error])
         return Verdict(resolved=False, error=error, log=truncate_log(log, max_log_chars))
+    if eval_script:  # the script prints its own markers and exit status; the task's parser reads it
+        return grade_log(task, "\n".join([*header, output]), parser, max_log_chars)
     log = "\n".join([*header, START_TEST_OUTPUT, output, END_TEST_OUTPUT, f"{TEST_EXIT_CODE}: {exit_code}"])
-    return grade_log(task, log, parser, max_log_chars)
+    return grade_log(task, log, parser or DEFAULT_PARSER, max_log_chars)
