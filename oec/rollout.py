@@ -25,7 +25,7 @@ from oec.agent.loop import AgentLimits, run_episode
 from oec.agent.prompts import Prompts
 from oec.agent.tools import TOOL_DOCS, ToolBox
 from oec.config import Above
-from oec.env import SandboxConfig, make_sandbox
+from oec.env import EnvConfig, make_sandbox
 from oec.env.base import SandboxInfraError
 from oec.policies.base import PolicyBuilder
 from oec.switch import ROLES, SwitchConfig, SwitchingPolicy
@@ -50,7 +50,7 @@ class RolloutSettings:
     """What defines a rollout besides its task, seed and policies (collection and evaluation alike)."""
 
     switch: SwitchConfig
-    env: SandboxConfig
+    env: EnvConfig
     agent: AgentConfig
     filters: FilterConfig
 
@@ -125,12 +125,12 @@ def _run_rollout_once(
         handover_after_format_errors=settings.switch.handover_after_format_errors,
     )
     started = time.monotonic()
-    with make_sandbox(settings.env, task) as sandbox:
+    with make_sandbox(settings.env, task, sample_index) as sandbox:
         agent = settings.agent
         episode = run_episode(task, policy, ToolBox(sandbox, settings.env), agent.prompts, agent.limits)
     verify_started = time.monotonic()
     timeout = settings.agent.verify_timeout_s
-    verdict = verify(task, episode.patch, lambda: make_sandbox(settings.env, task), timeout)
+    verdict = verify(task, episode.patch, lambda: make_sandbox(settings.env, task, sample_index), timeout)
     models = {role: p.name for role, p in (("student", policy.student), ("expert", policy.expert)) if p}
     trajectory = Trajectory(
         instance_id=task.instance_id,

@@ -35,7 +35,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from oec.config import ConfigError, parse, to_container
-from oec.env import SandboxConfig, close_open_sandboxes
+from oec.env import EnvConfig, close_open_sandboxes
 from oec.policies import PolicyBuilder, PolicyConfig, make_policy_builder
 from oec.policies.pricing import Price
 from oec.progress import RolloutProgress
@@ -96,7 +96,7 @@ def load_rollout_config(cfg: DictConfig, switch: SwitchConfig | None = None) -> 
     parts = {
         "seed": section(int, "seed"),
         "tasks": section(TasksConfig, "tasks"),
-        "env": section(SandboxConfig, "env"),
+        "env": section(EnvConfig, "env"),
         "agent": section(AgentConfig, "agent"),
         "filter": section(FilterConfig, "filter"),
         "model": section(StudentModel, "model"),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from oec.agent.actions import Action, FormatError, ToolCall, render_action
-from oec.env import ExecResult, Sandbox, SandboxConfig, SandboxError
+from oec.env import EnvConfig, ExecResult, Sandbox, SandboxError
 from oec.env.files import read_file
 
 EDITOR_SCRIPT = "str_replace_editor.py"
@@ -199,7 +199,7 @@ class ToolBox:
 
     docs = TOOL_DOCS
 
-    def __init__(self, sandbox: Sandbox, config: SandboxConfig) -> None:
+    def __init__(self, sandbox: Sandbox, config: EnvConfig) -> None:
         self.sandbox = sandbox
         self.timeout_s = config.timeout_s
         # Patch chunks travel as base64, which must fit one (untruncated) command output.

@@ -1,6 +1,7 @@
 """Sandboxes: where the agent's commands run, one fresh working copy of the task repo per rollout.
 
-``make_sandbox(config, task)`` is the only constructor the rest of the code calls. Everything else
+``make_sandbox(config, task)`` is the only constructor the rest of the code calls; ``env.runtime``
+picks a local sandbox (oec/env/local.py) or a container (oec/env/container.py). Everything else
 talks to the :class:`~oec.env.base.Sandbox` protocol. :func:`close_open_sandboxes` closes every
 sandbox still open, for a process that must exit while rollouts are in flight.
 """
@@ -11,18 +12,32 @@ import contextlib
 import threading
 import weakref
 
-from oec.env.base import ExecResult, Sandbox
-from oec.env.config import ResourceLimits, SandboxConfig
-from oec.env.local import LocalSandbox, SandboxError
+from oec.env.base import ExecResult, Sandbox, SandboxError, SandboxInfraError
+from oec.env.config import (
+    ContainerConfig,
+    DockerConfig,
+    EnvConfig,
+    PodmanConfig,
+    ResourceLimits,
+    SandboxConfig,
+)
+from oec.env.container import ContainerSandbox
+from oec.env.local import LocalSandbox
 from oec.types import Task
 
 __all__ = [
+    "ContainerConfig",
+    "ContainerSandbox",
+    "DockerConfig",
+    "EnvConfig",
     "ExecResult",
     "LocalSandbox",
+    "PodmanConfig",
     "ResourceLimits",
     "Sandbox",
     "SandboxConfig",
     "SandboxError",
+    "SandboxInfraError",
     "close_open_sandboxes",
     "make_sandbox",
 ]
@@ -31,13 +46,21 @@ _open_sandboxes: weakref.WeakSet[Sandbox] = weakref.WeakSet()
 _open_lock = threading.Lock()
 
 
-def make_sandbox(config: SandboxConfig, task: Task) -> Sandbox:
-    """A fresh sandbox holding ``task``'s repository at its base commit; close it (or use ``with``)."""
-    if not task.snapshot:
-        raise SandboxError(
-            f"task {task.instance_id!r}: field 'snapshot' is empty; the local runtime clones that repository"
-        )
-    sandbox = LocalSandbox(task.snapshot, task.base_commit, config)
+def make_sandbox(config: EnvConfig, task: Task, sample_index: int | None = None) -> Sandbox:
+    """A fresh sandbox holding ``task``'s repository at its base commit; close it (or use ``with``).
+
+    ``sample_index`` names the rollout in a container's ``oec.rollout`` label.
+    """
+    sandbox: Sandbox
+    if isinstance(config, ContainerConfig):
+        sandbox = ContainerSandbox(task, config, sample_index)
+    else:
+        if not task.snapshot:
+            raise SandboxError(
+                f"task {task.instance_id!r}: field 'snapshot' is empty; "
+                "the local runtime clones that repository"
+            )
+        sandbox = LocalSandbox(task.snapshot, task.base_commit, config)
     with _open_lock:
         _open_sandboxes.add(sandbox)
     return sandbox

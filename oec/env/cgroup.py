@@ -63,7 +63,7 @@ def pids_parent() -> str | None:
         return _probed[0]
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
     """When process ``pid`` started (clock ticks since boot), or None if there is no such process."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -78,7 +78,7 @@ def create(parent: str, token: str, max_pids: int) -> str:
     :func:`remove_orphans` can tell when that process is gone (pids are reused; start times tell).
     """
     pid = os.getpid()
-    path = os.path.join(parent, f"{pid}-{_start_time(pid)}-{token}")
+    path = os.path.join(parent, f"{pid}-{start_time(pid)}-{token}")
     os.mkdir(path)
     try:
         _write(os.path.join(path, "pids.max"), str(max_pids))
@@ -119,7 +119,7 @@ def remove_orphans(parent: str) -> list[str]:
     for entry in os.scandir(parent):
         pid, _, rest = entry.name.partition("-")
         start, _, _token = rest.partition("-")
-        if not entry.is_dir() or not pid.isdigit() or _start_time(int(pid)) == start:
+        if not entry.is_dir() or not pid.isdigit() or start_time(int(pid)) == start:
             continue
         with contextlib.suppress(OSError):
             remove(entry.path)

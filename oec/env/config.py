@@ -1,5 +1,10 @@
 """The ``env`` config: which sandbox runtime runs the agent's commands, and under which limits.
 
+:data:`EnvConfig` is the choice of runtime by its ``runtime`` key: ``local`` processes
+(:class:`SandboxConfig`), ``docker`` or ``podman`` containers (:class:`DockerConfig`,
+:class:`PodmanConfig`). A field of another runtime is an error naming it
+(``env.memory_mb: belongs to runtime='docker'``).
+
 Fields are validated when the dataclass is built (``oec.config.parse`` builds it from Hydra at
 start-up), so a bad value fails before any sandbox exists, with an error naming its config key.
 """
@@ -9,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from oec.config import Above, AtLeast
+from oec.config import Above, AtLeast, NonEmpty
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class ResourceLimits:
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    """``env`` config group: one sandbox per rollout, created fresh from the task's snapshot."""
+    """``env=local``: one local sandbox per rollout, created fresh from the task's snapshot."""
 
     runtime: Literal["local"] = "local"
     """Which sandbox implementation runs commands: ``local`` processes (oec/env/local.py)."""
@@ -68,3 +73,66 @@ class SandboxConfig:
     """Directory under which each sandbox's temporary root is created; null = the system temp dir."""
 
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """Fields shared by the container runtimes (oec/env/container.py): one container per rollout
+    from the task's image (``task.metadata["image"]``), removed when the rollout ends."""
+
+    timeout_s: Annotated[float, Above(0)] = 300.0
+    """Per-command timeout in seconds; the command's process group is killed inside the container."""
+
+    max_output_chars: Annotated[int, AtLeast(1)] = 70_000
+    """Longest observation kept from one command; the middle is cut out."""
+
+    network: Literal["off", "on"] = "off"
+    """``off``: the container has no network at all (``--network none``); ``on``: the default bridge."""
+
+    workdir: Annotated[str, NonEmpty()] = "/testbed"
+    """The repository inside the image (SWE-bench, SWE-Gym and SWE-smith images use /testbed)."""
+
+    setup: str = "if [ -f /opt/miniconda3/bin/activate ]; then . /opt/miniconda3/bin/activate testbed; fi"
+    """Shell run before every command, to make the repository's environment active: the conda
+    ``testbed`` environment of SWE-bench images where the image has one. Images that put their
+    environment on PATH (``make images``) need nothing."""
+
+    cpus: Annotated[float, Above(0)] | None = 2.0
+    """CPUs the container may use (``--cpus``); null = no limit."""
+
+    memory_mb: Annotated[int, AtLeast(16)] | None = 8192
+    """Memory of the container, swap included (``--memory``, ``--memory-swap``): a process that
+    allocates more is killed by the kernel, the container survives; null = no limit."""
+
+    pids: Annotated[int, AtLeast(16)] | None = 4096
+    """Processes and threads in the container (``--pids-limit``): a fork bomb hits it; null = none."""
+
+    pull: bool = False
+    """Pull an image that is not present locally; false makes a missing image an error naming it."""
+
+    start_timeout_s: Annotated[float, Above(0)] = 120.0
+    """How long one attempt to create and start a container may take."""
+
+    start_attempts: Annotated[int, AtLeast(1)] = 3
+    """Attempts to start a container before the rollout fails with an infrastructure error."""
+
+    binary: str | None = None
+    """The runtime's command line client; null = ``docker`` or ``podman`` found on PATH."""
+
+
+@dataclass(frozen=True)
+class DockerConfig(ContainerConfig):
+    """``env=docker``: containers of the docker daemon."""
+
+    runtime: Literal["docker"] = "docker"
+
+
+@dataclass(frozen=True)
+class PodmanConfig(ContainerConfig):
+    """``env=podman``: containers of podman (same command line as docker)."""
+
+    runtime: Literal["podman"] = "podman"
+
+
+EnvConfig = SandboxConfig | DockerConfig | PodmanConfig
+"""The ``env`` config group: which runtime runs the agent's commands, chosen by ``runtime``."""

@@ -13,8 +13,7 @@ import base64
 import binascii
 import shlex
 
-from oec.env.base import Sandbox
-from oec.env.local import SandboxError
+from oec.env.base import Sandbox, SandboxError
 
 MIN_CHUNK_BYTES = 256
 """Below this a chunk that still does not fit one command's output is an error, not a retry."""
@@ -31,7 +30,7 @@ def read_file(
     """The text of ``path`` in ``sandbox``: its last ``max_bytes`` when it is longer (None: all of it).
 
     ``chunk_bytes`` is the first chunk size to try (3/4 of the sandbox's output limit fits at once).
-    Bytes that are not UTF-8 are replaced. Raises :class:`~oec.env.local.SandboxError` naming
+    Bytes that are not UTF-8 are replaced. Raises :class:`~oec.env.base.SandboxError` naming
     ``path`` when the file cannot be read.
     """
     quoted = shlex.quote(path)

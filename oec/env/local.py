@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oec.env import cgroup
-from oec.env.base import ExecResult
+from oec.env.base import ExecResult, SandboxError
 from oec.env.bwrap import bwrap_argv, bwrap_available
 from oec.env.config import ResourceLimits, SandboxConfig
 from oec.env.output import OutputCapture
@@ -84,10 +84,6 @@ def _warn_once(key: str, message: str, *args: object) -> None:
             return
         _warned.add(key)
     log.warning(message, *args)
-
-
-class SandboxError(RuntimeError):
-    """The sandbox could not be created or used; the message names the snapshot or the step."""
 
 
 @dataclass(frozen=True)

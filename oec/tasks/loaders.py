@@ -30,7 +30,7 @@ from typing import Any
 
 from oec.config import ConfigError, parse
 from oec.tasks.config import EmbeddedTasks, RowsSource, TasksConfig
-from oec.tasks.embedded import TASKS_FILE, MaterializeError, materialize
+from oec.tasks.embedded import TASKS_FILE, MaterializeError, image_name, materialize
 from oec.tasks.rows import task_from_row
 from oec.types import SchemaError, Task
 
@@ -176,6 +176,9 @@ def load_from_config(config: TasksConfig, *, materialize_snapshots: bool = True)
 
     tasks = []
     for number, task in numbered:
+        if isinstance(config, EmbeddedTasks):
+            # Container runtimes run it in its image from `make images`.
+            task = dataclasses.replace(task, metadata={**task.metadata, "image": image_name(task)})
         if isinstance(config, EmbeddedTasks) and materialize_snapshots:
             try:
                 task = dataclasses.replace(task, snapshot=str(materialize(task, config.cache_dir)))

@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oec.tasks.embedded.materialize import PROJECTS_DIR, MaterializeError, default_cache_dir, materialize
+from oec.tasks.embedded.materialize import (
+    PROJECTS_DIR,
+    MaterializeError,
+    default_cache_dir,
+    image_name,
+    materialize,
+)
 
 EMBEDDED_DIR = Path(__file__).resolve().parent
 SPECS_DIR = EMBEDDED_DIR / "specs"
@@ -30,5 +36,6 @@ __all__ = [
     "TASKS_FILE",
     "MaterializeError",
     "default_cache_dir",
+    "image_name",
     "materialize",
 ]

@@ -51,6 +51,13 @@ def project_of(task: Task) -> str:
     return str(task.metadata.get("project") or task.repo.rsplit("/", 1)[-1])
 
 
+def image_name(task: Task) -> str:
+    """The container image of a task built by ``make images`` (images/embedded.py):
+    ``oec-embedded/<project>-<number>:<base commit, 12 digits>``, so a rebuilt task never runs in
+    a stale image."""
+    return f"oec-embedded/{task.instance_id.split('__', 1)[-1].lower()}:{task.base_commit[:12]}"
+
+
 def _build(task: Task, dest: Path, projects_dir: Path) -> None:
     project = project_of(task)
     project_dir = projects_dir / project
