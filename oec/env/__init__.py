@@ -43,35 +43,63 @@ __all__ = [
 ]
 
 _open_sandboxes: weakref.WeakSet[Sandbox] = weakref.WeakSet()
-_open_lock = threading.Lock()
+_lock = threading.Condition()
+_under_construction = 0
+_stopping = False
+CONSTRUCTION_WAIT_S = 3.0
+"""How long :func:`close_open_sandboxes` waits for sandboxes still being made (a clone, a container
+start) to finish and close themselves."""
 
 
 def make_sandbox(config: EnvConfig, task: Task, sample_index: int | None = None) -> Sandbox:
     """A fresh sandbox holding ``task``'s repository at its base commit; close it (or use ``with``).
 
-    ``sample_index`` names the rollout in a container's ``oec.rollout`` label.
+    ``sample_index`` names the rollout in a container's ``oec.rollout`` label. Once
+    :func:`close_open_sandboxes` has run (the process is stopping), a sandbox still being made is
+    closed as soon as it exists, and no new one is made: both raise :class:`SandboxError`.
     """
-    sandbox: Sandbox
-    if isinstance(config, ContainerConfig):
-        sandbox = ContainerSandbox(task, config, sample_index)
-    else:
-        if not task.snapshot:
-            raise SandboxError(
-                f"task {task.instance_id!r}: field 'snapshot' is empty; "
-                "the local runtime clones that repository"
-            )
-        sandbox = LocalSandbox(task.snapshot, task.base_commit, config)
-    with _open_lock:
-        _open_sandboxes.add(sandbox)
+    global _under_construction
+    with _lock:
+        if _stopping:
+            raise SandboxError("the process is stopping: no new sandbox is made")
+        _under_construction += 1
+    sandbox: Sandbox | None = None
+    try:
+        if isinstance(config, ContainerConfig):
+            sandbox = ContainerSandbox(task, config, sample_index)
+        else:
+            if not task.snapshot:
+                raise SandboxError(
+                    f"task {task.instance_id!r}: field 'snapshot' is empty; "
+                    "the local runtime clones that repository"
+                )
+            sandbox = LocalSandbox(task.snapshot, task.base_commit, config)
+    finally:
+        with _lock:
+            _under_construction -= 1
+            stopping = _stopping
+            if sandbox is not None and not stopping:
+                _open_sandboxes.add(sandbox)
+            _lock.notify_all()
+    if stopping:
+        with contextlib.suppress(Exception):
+            sandbox.close()
+        raise SandboxError("the process is stopping: the sandbox just made was closed")
     return sandbox
 
 
 def close_open_sandboxes() -> int:
-    """Close every sandbox :func:`make_sandbox` made that is still open (closing twice is safe);
-    returns how many were closed. The rollouts using them then fail at their next command."""
-    with _open_lock:
+    """Close every sandbox :func:`make_sandbox` made that is still open (closing twice is safe), for
+    a process about to exit; returns how many were closed. The rollouts using them then fail at
+    their next command. Sandboxes still being made are waited for (up to
+    :data:`CONSTRUCTION_WAIT_S`): each closes itself when done, so none outlives the process."""
+    global _stopping
+    with _lock:
+        _stopping = True
         sandboxes = list(_open_sandboxes)
     for sandbox in sandboxes:
         with contextlib.suppress(Exception):
             sandbox.close()
+    with _lock:
+        _lock.wait_for(lambda: _under_construction == 0, timeout=CONSTRUCTION_WAIT_S)
     return len(sandboxes)
