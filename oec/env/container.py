@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from oec.env.base import ExecResult, SandboxError, SandboxInfraError
 from oec.env.cgroup import start_time
 from oec.env.config import ContainerConfig, PodmanConfig
-from oec.env.output import OutputCapture
+from oec.env.output import OutputCapture, drain, feed
 from oec.types import Task
 
 log = logging.getLogger(__name__)
@@ -310,10 +310,10 @@ class ContainerSandbox:
             raise SandboxInfraError(f"cannot run {argv[0]} exec: {exc}") from exc
         self._resources.running.add(process)
         capture = OutputCapture(self.config.max_output_chars)
-        reader = threading.Thread(target=_drain, args=(process.stdout, capture), daemon=True)
+        reader = threading.Thread(target=drain, args=(process.stdout, capture), daemon=True)
         reader.start()
         if stdin is not None:
-            threading.Thread(target=_feed, args=(process.stdin, stdin.encode()), daemon=True).start()
+            threading.Thread(target=feed, args=(process.stdin, stdin.encode()), daemon=True).start()
         try:
             process.wait(timeout=limit + _KILL_GRACE_S)
         except subprocess.TimeoutExpired:
@@ -365,18 +365,3 @@ class ContainerSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _drain(pipe, capture: OutputCapture) -> None:
-    with pipe:
-        while chunk := os.read(pipe.fileno(), 65536):
-            capture.feed(chunk)
-
-
-def _feed(pipe, data: bytes) -> None:
-    # The command may exit (or be killed) without reading its input.
-    try:
-        with pipe:
-            pipe.write(data)
-    except (BrokenPipeError, OSError):
-        pass

@@ -56,7 +56,7 @@ from oec.env import cgroup
 from oec.env.base import ExecResult, SandboxError
 from oec.env.bwrap import bwrap_argv, bwrap_available
 from oec.env.config import ResourceLimits, SandboxConfig
-from oec.env.output import OutputCapture
+from oec.env.output import OutputCapture, drain, feed
 
 log = logging.getLogger(__name__)
 
@@ -512,10 +512,10 @@ class LocalSandbox:
             raise SandboxError(f"cannot start a command in {self.workdir}: {exc}") from exc
         self._resources.running.add(process.pid)
         capture = OutputCapture(self.config.max_output_chars)
-        reader = threading.Thread(target=_drain, args=(process.stdout, capture), daemon=True)
+        reader = threading.Thread(target=drain, args=(process.stdout, capture), daemon=True)
         reader.start()
         if stdin is not None:
-            threading.Thread(target=_feed, args=(process.stdin, stdin.encode()), daemon=True).start()
+            threading.Thread(target=feed, args=(process.stdin, stdin.encode()), daemon=True).start()
         timed_out = False
         try:
             process.wait(timeout=limit)
@@ -551,18 +551,3 @@ class LocalSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _drain(pipe, capture: OutputCapture) -> None:
-    with pipe:
-        while chunk := os.read(pipe.fileno(), 65536):
-            capture.feed(chunk)
-
-
-def _feed(pipe, data: bytes) -> None:
-    # The command may exit (or be killed) without reading its input.
-    try:
-        with pipe:
-            pipe.write(data)
-    except (BrokenPipeError, OSError):
-        pass

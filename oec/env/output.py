@@ -11,6 +11,7 @@ container exec) feeds its raw bytes here, so truncation reads the same everywher
 from __future__ import annotations
 
 import codecs
+import os
 import threading
 from collections import deque
 
@@ -72,3 +73,20 @@ class OutputCapture:
             tail = tail[len(tail) - self._tail_limit :]
             omitted = self._total - len(head) - len(tail)
             return head + truncation_marker(omitted, self._total, self.max_chars) + tail, True
+
+
+def drain(pipe, capture: OutputCapture) -> None:
+    """Feed everything ``pipe`` yields into ``capture`` until EOF, then close it (a reader thread)."""
+    with pipe:
+        while chunk := os.read(pipe.fileno(), 65536):
+            capture.feed(chunk)
+
+
+def feed(pipe, data: bytes) -> None:
+    """Write ``data`` to a command's stdin and close it; the command may exit (or be killed) without
+    reading its input, which is not an error."""
+    try:
+        with pipe:
+            pipe.write(data)
+    except (BrokenPipeError, OSError):
+        pass
