@@ -19,7 +19,8 @@ from oec.collect import CollectConfig
 from oec.config import ConfigError, parse
 from oec.evaluate import EvaluateConfig
 from oec.pipeline import stages
-from oec.policies import HFPolicyConfig, OraclePolicyConfig
+from oec.policies import HFPolicyConfig, OpenAIPolicyConfig, OraclePolicyConfig
+from oec.policies.anthropic_backend import AnthropicPolicyConfig
 from oec.runner import load_rollout_config
 from oec.switch import Always, Never, Uniform
 from oec.tasks import EmbeddedTasks, FileTasks
@@ -90,6 +91,41 @@ def test_arm_and_scale_compose_for_train_and_collect(arm: str, scale: str, check
     assert list(config.policies) == roles
     assert all(isinstance(p, HFPolicyConfig) and p.model == checkpoint for p in config.policies.values())
     assert config.student.tag == tag
+
+
+@pytest.mark.parametrize("scale", ["qwen2.5-coder-7b", "qwen2.5-coder-32b"])
+@pytest.mark.parametrize("expert", ["anthropic", "swe_agent_lm_32b"])
+@pytest.mark.parametrize("arm", ["oec", "bc_oec", "oec_no_mask"])
+def test_the_served_student_and_the_api_experts_compose_with_the_papers_arms(
+    arm: str, expert: str, scale: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    monkeypatch.setenv("VLLM_API_KEY", "served")
+    cfg = composed(
+        f"+exp={arm}",
+        f"model={scale}",
+        "tasks.path=rows.parquet",
+        "policy@student=vllm_student",
+        "student.model=/ckpt/bc/model",
+        "student.base_url=http://node1:8000/v1",
+        f"policy@expert={expert}",
+    )
+    config = load_rollout_config(cfg)
+    student, expert_config = config.policies["student"], config.policies["expert"]
+    assert isinstance(student, OpenAIPolicyConfig) and student.action_format == "xml"
+    assert (student.model, student.base_url, student.api_key_env) == (
+        "/ckpt/bc/model",
+        "http://node1:8000/v1",
+        "VLLM_API_KEY",
+    )
+    if expert == "anthropic":
+        assert isinstance(expert_config, AnthropicPolicyConfig)
+        assert expert_config.model == "claude-3-7-sonnet-20250219" and expert_config.temperature == 0
+    else:
+        assert isinstance(expert_config, OpenAIPolicyConfig) and expert_config.action_format == "native"
+        assert expert_config.model == "SWE-bench/SWE-agent-LM-32B"
+    assert config.student.tag == SCALES[scale]
+    assert "claude-3-7-sonnet-20250219" in config.prices
 
 
 @pytest.mark.parametrize("arm", ARMS)
