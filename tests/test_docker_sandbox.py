@@ -91,7 +91,9 @@ def test_config_variants_parse_and_reject_fields_of_another_runtime() -> None:
 
 
 def test_the_container_command_line_has_limits_labels_and_no_network() -> None:
-    argv = run_argv(DockerConfig(cpus=1.5, memory_mb=512, pids=64), "docker", "img:1", "oec-x", "t#3")
+    argv = run_argv(
+        DockerConfig(cpus=1.5, memory_mb=512, pids=64), "docker", "img:1", "oec-x", "t#3", "/testbed"
+    )
     joined = " ".join(argv)
     for part in (
         "--init",
@@ -105,7 +107,7 @@ def test_the_container_command_line_has_limits_labels_and_no_network() -> None:
         "--entrypoint sleep img:1 infinity",
     ):
         assert part in joined, part
-    assert "--network" not in run_argv(DockerConfig(network="on"), "docker", "i", "n", "r")
+    assert "--network" not in run_argv(DockerConfig(network="on"), "docker", "i", "n", "r", "/w")
 
 
 def test_a_missing_image_is_an_infra_error_naming_it(env: DockerConfig, embedded: dict[str, Task]) -> None:

@@ -1,8 +1,10 @@
 """Sandboxes: where the agent's commands run, one fresh working copy of the task repo per rollout.
 
 ``make_sandbox(config, task)`` is the only constructor the rest of the code calls; ``env.runtime``
-picks a local sandbox (oec/env/local.py) or a container (oec/env/container.py). Everything else
-talks to the :class:`~oec.env.base.Sandbox` protocol. :func:`close_open_sandboxes` closes every
+picks a local sandbox (oec/env/local.py) or a container (oec/env/container.py). A SWE-smith task's
+bug patch is applied and committed there, for every runtime, so the agent's sandbox and the
+verifier's fresh ones all start from the buggy base. Everything else talks to the
+:class:`~oec.env.base.Sandbox` protocol. :func:`close_open_sandboxes` closes every
 sandbox still open, for a process that must exit while rollouts are in flight.
 """
 
@@ -23,6 +25,7 @@ from oec.env.config import (
 )
 from oec.env.container import ContainerSandbox
 from oec.env.local import LocalSandbox
+from oec.tasks import swesmith
 from oec.types import Task
 
 __all__ = [
@@ -49,7 +52,10 @@ _open_lock = threading.Lock()
 def make_sandbox(config: EnvConfig, task: Task, sample_index: int | None = None) -> Sandbox:
     """A fresh sandbox holding ``task``'s repository at its base commit; close it (or use ``with``).
 
-    ``sample_index`` names the rollout in a container's ``oec.rollout`` label.
+    A task with a bug patch (SWE-smith) gets it applied and committed, and that commit becomes the
+    sandbox's ``base_commit`` (the base ``submit`` diffs against); a patch that does not apply
+    raises :class:`~oec.tasks.swesmith.BugPatchError`. ``sample_index`` names the rollout in a
+    container's ``oec.rollout`` label.
     """
     sandbox: Sandbox
     if isinstance(config, ContainerConfig):
@@ -61,6 +67,11 @@ def make_sandbox(config: EnvConfig, task: Task, sample_index: int | None = None)
                 "the local runtime clones that repository"
             )
         sandbox = LocalSandbox(task.snapshot, task.base_commit, config)
+    try:
+        sandbox.base_commit = swesmith.apply_bug_patch(sandbox, task)
+    except BaseException:
+        sandbox.close()
+        raise
     with _open_lock:
         _open_sandboxes.add(sandbox)
     return sandbox

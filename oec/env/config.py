@@ -90,7 +90,8 @@ class ContainerConfig:
     """``off``: the container has no network at all (``--network none``); ``on``: the default bridge."""
 
     workdir: Annotated[str, NonEmpty()] = "/testbed"
-    """The repository inside the image (SWE-bench, SWE-Gym and SWE-smith images use /testbed)."""
+    """The repository inside the image for tasks that do not name theirs (``metadata["workdir"]``,
+    which rows tasks carry; SWE-bench, SWE-Gym and SWE-smith images use /testbed)."""
 
     setup: str = "if [ -f /opt/miniconda3/bin/activate ]; then . /opt/miniconda3/bin/activate testbed; fi"
     """Shell run before every command, to make the repository's environment active: the conda

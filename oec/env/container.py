@@ -4,8 +4,9 @@ The task's image (``task.metadata["image"]``, SWE-bench layout: the repository a
 the base commit, its environment ready) must be present locally, unless ``env.pull`` allows a
 pull. The container runs ``sleep infinity`` under an init (``--init``, which reaps what commands
 leave behind) for the whole episode, with no network (``env.network: off``) and with CPU, memory
-and pids limits; each command is one ``exec`` of bash in ``/testbed`` after ``env.setup`` (the conda
-``testbed`` environment of SWE-bench images).
+and pids limits; each command is one ``exec`` of bash in the task's repository (its
+``metadata["workdir"]``, else ``env.workdir``: ``/testbed``) after ``env.setup`` (the conda ``testbed``
+environment of SWE-bench images).
 
 Timeouts are enforced inside the container: every command runs under ``timeout -s KILL``, which
 kills the command's whole process group at the limit, and the group is killed when the command
@@ -167,9 +168,17 @@ def ensure_image(binary: str, image: str, pull: bool, instance_id: str) -> None:
         _present.add((binary, image))
 
 
-def run_argv(config: ContainerConfig, binary: str, image: str, name: str, rollout: str) -> list[str]:
+def task_workdir(task: Task, config: ContainerConfig) -> str:
+    """The repository inside ``task``'s image: its ``metadata["workdir"]`` (rows tasks,
+    :func:`oec.tasks.rows.workdir_of`), else ``env.workdir``."""
+    return str(task.metadata.get("workdir") or config.workdir)
+
+
+def run_argv(
+    config: ContainerConfig, binary: str, image: str, name: str, rollout: str, workdir: str
+) -> list[str]:
     """The ``run`` command line of one sandbox's container."""
-    argv = [binary, "run", "--detach", "--init", "--name", name, "--workdir", config.workdir]
+    argv = [binary, "run", "--detach", "--init", "--name", name, "--workdir", workdir]
     labels = {
         "oec.run": RUN_ID,
         "oec.rollout": rollout,
@@ -235,7 +244,7 @@ class ContainerSandbox:
     def __init__(self, task: Task, config: ContainerConfig, sample_index: int | None = None) -> None:
         self.config = config
         self.image = task_image(task)
-        self.workdir = config.workdir
+        self.workdir = task_workdir(task, config)
         self.tool_dir = TOOL_DIR
         binary = cli(config)
         _remove_orphans_once(binary)
@@ -246,7 +255,7 @@ class ContainerSandbox:
         rollout = task.instance_id if sample_index is None else f"{task.instance_id}#{sample_index}"
         started = time.monotonic()
         try:
-            self._start(run_argv(config, binary, self.image, self.name, rollout))
+            self._start(run_argv(config, binary, self.image, self.name, rollout, self.workdir))
             self.base_commit = self._check_out(task)
         except BaseException:
             self.close()
