@@ -1,7 +1,8 @@
 """Sandboxes: where the agent's commands run, one fresh working copy of the task repo per rollout.
 
 ``make_sandbox(config, task)`` is the only constructor the rest of the code calls; ``env.runtime``
-picks a local sandbox (oec/env/local.py) or a container (oec/env/container.py). A SWE-smith task's
+picks a local sandbox (oec/env/local.py), a container (oec/env/container.py) or an apptainer
+instance (oec/env/apptainer.py). A SWE-smith task's
 bug patch is applied and committed there, for every runtime, so the agent's sandbox and the
 verifier's fresh ones all start from the buggy base. Everything else talks to the
 :class:`~oec.env.base.Sandbox` protocol. :func:`close_open_sandboxes` closes every
@@ -14,8 +15,10 @@ import contextlib
 import threading
 import weakref
 
+from oec.env.apptainer import ApptainerSandbox
 from oec.env.base import ExecResult, Sandbox, SandboxError, SandboxInfraError
 from oec.env.config import (
+    ApptainerConfig,
     ContainerConfig,
     DockerConfig,
     EnvConfig,
@@ -29,6 +32,8 @@ from oec.tasks import swesmith
 from oec.types import Task
 
 __all__ = [
+    "ApptainerConfig",
+    "ApptainerSandbox",
     "ContainerConfig",
     "ContainerSandbox",
     "DockerConfig",
@@ -60,6 +65,8 @@ def make_sandbox(config: EnvConfig, task: Task, sample_index: int | None = None)
     sandbox: Sandbox
     if isinstance(config, ContainerConfig):
         sandbox = ContainerSandbox(task, config, sample_index)
+    elif isinstance(config, ApptainerConfig):
+        sandbox = ApptainerSandbox(task, config)
     else:
         if not task.snapshot:
             raise SandboxError(

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from oec.env.base import ExecResult, SandboxError, SandboxInfraError
 from oec.env.cgroup import start_time
-from oec.env.config import ContainerConfig, PodmanConfig
+from oec.env.config import ApptainerConfig, ContainerConfig, PodmanConfig
 from oec.env.output import OutputCapture
 from oec.types import Task
 
@@ -168,7 +168,7 @@ def ensure_image(binary: str, image: str, pull: bool, instance_id: str) -> None:
         _present.add((binary, image))
 
 
-def task_workdir(task: Task, config: ContainerConfig) -> str:
+def task_workdir(task: Task, config: ContainerConfig | ApptainerConfig) -> str:
     """The repository inside ``task``'s image: its ``metadata["workdir"]`` (rows tasks,
     :func:`oec.tasks.rows.workdir_of`), else ``env.workdir``."""
     return str(task.metadata.get("workdir") or config.workdir)
@@ -199,7 +199,7 @@ def run_argv(
     return [*argv, "--entrypoint", "sleep", image, "infinity"]
 
 
-def exec_script(config: ContainerConfig, limit: float) -> str:
+def exec_script(config: ContainerConfig | ApptainerConfig, limit: float) -> str:
     """The bash wrapper of one command (``$1`` the command, ``$2`` the pid file).
 
     ``timeout`` leads its own process group; its id goes to the pid file (for a kill from outside)
