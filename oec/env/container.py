@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -196,7 +197,26 @@ def run_argv(
         argv += ["--memory", f"{config.memory_mb}m", "--memory-swap", f"{config.memory_mb}m"]
     if config.pids is not None:
         argv += ["--pids-limit", str(config.pids)]
+    if isinstance(config, PodmanConfig):
+        argv += podman_ulimits(config.pids)
     return [*argv, "--entrypoint", "sleep", image, "infinity"]
+
+
+def podman_ulimits(pids: int | None) -> list[str]:
+    """Explicit ``--ulimit`` for podman, whose defaults (open files and processes far above the
+    caller's own) a runtime without CAP_SYS_RESOURCE may not set: podman 4.3 as root inside a
+    container failed every start with runc's "cannot set rlimits". The container gets this
+    process's open-files limit and, as processes, ``env.pids`` (else this process's limit)."""
+    argv = []
+    _, files = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if files != resource.RLIM_INFINITY:
+        argv += ["--ulimit", f"nofile={files}:{files}"]
+    _, processes = resource.getrlimit(resource.RLIMIT_NPROC)
+    if pids is not None:
+        processes = pids if processes == resource.RLIM_INFINITY else min(pids, processes)
+    if processes != resource.RLIM_INFINITY:
+        argv += ["--ulimit", f"nproc={processes}:{processes}"]
+    return argv
 
 
 def exec_script(config: ContainerConfig | ApptainerConfig, limit: float) -> str:
