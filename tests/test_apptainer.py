@@ -54,7 +54,7 @@ def test_the_config_group_parses_and_rejects_bad_fields() -> None:
 def test_the_instance_command_lines() -> None:
     config = ApptainerConfig()
     assert start_argv(config, "apptainer", "docker://img:1", "oec-1-2-ab", "/tmp/oec-1-2-ab.img") == [
-        "apptainer", "instance", "start", "--contain", "--cleanenv", *ENV_FLAGS,
+        "apptainer", "instance", "start", "--contain", "--cleanenv", "--fakeroot", *ENV_FLAGS,
         "--overlay", "/tmp/oec-1-2-ab.img", "--net", "--network", "none", "docker://img:1", "oec-1-2-ab",
     ]  # fmt: skip
     tmpfs = start_argv(dataclasses.replace(config, network="on"), "apptainer", "/s.sif", "n", None)
@@ -62,9 +62,12 @@ def test_the_instance_command_lines() -> None:
     assert "--net" not in tmpfs and "--overlay" not in tmpfs
     no_netns = dataclasses.replace(config, network_namespace=False)
     assert "--net" not in start_argv(no_netns, "apptainer", "/s.sif", "n", None)
-    assert overlay_argv("apptainer", "/o/x.img", 4096) == [
-        "apptainer", "overlay", "create", "--sparse", "--size", "4096", "/o/x.img",
+    assert overlay_argv(config, "apptainer", "/o/x.img") == [
+        "apptainer", "overlay", "create", "--fakeroot", "--sparse", "--size", "4096", "/o/x.img",
     ]  # fmt: skip
+    own_user = dataclasses.replace(config, fakeroot=False, overlay_mb=512)
+    assert "--fakeroot" not in start_argv(own_user, "apptainer", "/s.sif", "n", None)
+    assert overlay_argv(own_user, "apptainer", "/o/x.img")[3:] == ["--sparse", "--size", "512", "/o/x.img"]
     assert exec_argv("apptainer", "n", "/testbed") == [
         "apptainer", "exec", "--cleanenv", "--pwd", "/testbed", *ENV_FLAGS, "instance://n",
     ]  # fmt: skip

@@ -7,8 +7,9 @@ config and its errors (tests/test_apptainer.py runs it for real where an ``appta
 
 The image comes from ``env.image`` with the task's ``metadata["image"]`` filled in: a SIF file or
 ``--sandbox`` directory (which must exist), or a URI such as ``docker://{image}``. Each sandbox is an
-instance started with ``apptainer instance start --contain --cleanenv`` (no host home, /tmp or
-environment), its writes going to an overlay image of its own (``apptainer overlay create``,
+instance started with ``apptainer instance start --contain --cleanenv --fakeroot`` (no host home,
+/tmp or environment; root of a user namespace, since docker-built images own the repository as root),
+its writes going to an overlay image of its own (``apptainer overlay create``,
 ``--overlay``) or to ``--writable-tmpfs`` (``env.writable``), and without network (``--net
 --network none``) where the site allows network namespaces (``env.network_namespace``). Each
 command is one ``apptainer exec --pwd <workdir> instance://<name> bash -c ...`` with the same
@@ -87,9 +88,10 @@ def instance_name() -> str:
     return f"oec-{pid}-{start_time(pid)}-{uuid.uuid4().hex[:12]}"
 
 
-def overlay_argv(binary: str, path: str, size_mb: int) -> list[str]:
+def overlay_argv(config: ApptainerConfig, binary: str, path: str) -> list[str]:
     """The command line creating one rollout's sparse ext3 overlay."""
-    return [binary, "overlay", "create", "--sparse", "--size", str(size_mb), path]
+    fakeroot = ["--fakeroot"] if config.fakeroot else []
+    return [binary, "overlay", "create", *fakeroot, "--sparse", "--size", str(config.overlay_mb), path]
 
 
 def start_argv(
@@ -97,6 +99,7 @@ def start_argv(
 ) -> list[str]:
     """The ``instance start`` command line of one sandbox."""
     argv = [binary, "instance", "start", "--contain", "--cleanenv"]
+    argv += ["--fakeroot"] if config.fakeroot else []
     argv += [arg for key, value in _ENV.items() for arg in ("--env", f"{key}={value}")]
     argv += ["--overlay", overlay] if overlay is not None else ["--writable-tmpfs"]
     if config.network == "off" and config.network_namespace:
@@ -201,7 +204,7 @@ class ApptainerSandbox:
         log.debug("instance %s of %s ready in %.3f s", self.name, self.source, time.monotonic() - started)
 
     def _create_overlay(self, path: str) -> None:
-        created = _call(overlay_argv(self._resources.binary, path, self.config.overlay_mb))
+        created = _call(overlay_argv(self.config, self._resources.binary, path))
         if created.returncode != 0:
             raise SandboxInfraError(f"cannot create the overlay {path}: {created.stderr.strip()[-500:]}")
 

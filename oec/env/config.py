@@ -178,6 +178,12 @@ class ApptainerConfig:
     create``, ``--overlay``), removed at the end; ``tmpfs`` (``--writable-tmpfs``), in memory and
     capped by the site's ``sessiondir max size`` (64 MiB by default: too small for most repos)."""
 
+    fakeroot: bool = True
+    """Run as root of a user namespace (``--fakeroot``, also for ``overlay create``): images built by
+    docker own ``/testbed`` as root, so without it commands can write neither the repository nor
+    ``/oec``, and git refuses a repository of another owner. False only for images whose repository
+    belongs to the calling user."""
+
     overlay_mb: Annotated[int, AtLeast(16)] = 4096
     """Size of the per-rollout overlay (sparse: only what is written takes disk space)."""
 
