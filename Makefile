@@ -43,7 +43,8 @@ chromium:
 	  || echo "warning: chromium is not installed; the viewer's rendering tests skip"
 
 # A docker daemon for container sandboxes (env=docker) and their tests: where none answers and we
-# are root on Debian, install docker.io and start dockerd in the background (log: DOCKERD_LOG).
+# are root on Debian, install docker.io and start dockerd in the background, in its own session so
+# that it outlives the shell that ran make (log: DOCKERD_LOG).
 # Elsewhere the container tests skip, saying why.
 DOCKERD_LOG ?= /var/log/oec-dockerd.log
 docker:
@@ -52,7 +53,7 @@ docker:
 	    echo "warning: no docker daemon and not root on Debian: container tests skip"; exit 0; fi; \
 	  command -v dockerd >/dev/null || apt-get install -y -qq docker.io \
 	    || { apt-get update -qq && apt-get install -y -qq docker.io; } || exit 1; \
-	  nohup dockerd >$(DOCKERD_LOG) 2>&1 & \
+	  setsid nohup dockerd >$(DOCKERD_LOG) 2>&1 </dev/null & \
 	  for i in $$(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; \
 	  echo "dockerd did not start; see $(DOCKERD_LOG)"; exit 1; }
 

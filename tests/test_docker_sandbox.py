@@ -3,7 +3,8 @@
 Without a daemon that answers, or without the images, the tests that need them skip and say why;
 CI (root on Debian) starts dockerd and builds the images first (``make test``). The podman case
 runs where podman works and holds the images (``CONTAINER_CLI=podman images/base.sh ...`` and
-``images/embedded.py --binary podman``); CI has no podman.
+``images/embedded.py --binary podman``, or the docker images through ``docker save | podman load``);
+CI has no podman.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -91,7 +93,9 @@ def test_config_variants_parse_and_reject_fields_of_another_runtime() -> None:
 
 
 def test_the_container_command_line_has_limits_labels_and_no_network() -> None:
-    argv = run_argv(DockerConfig(cpus=1.5, memory_mb=512, pids=64), "docker", "img:1", "oec-x", "t#3")
+    argv = run_argv(
+        DockerConfig(cpus=1.5, memory_mb=512, pids=64), "docker", "img:1", "oec-x", "t#3", "/testbed"
+    )
     joined = " ".join(argv)
     for part in (
         "--init",
@@ -105,7 +109,11 @@ def test_the_container_command_line_has_limits_labels_and_no_network() -> None:
         "--entrypoint sleep img:1 infinity",
     ):
         assert part in joined, part
-    assert "--network" not in run_argv(DockerConfig(network="on"), "docker", "i", "n", "r")
+    assert "--network" not in run_argv(DockerConfig(network="on"), "docker", "i", "n", "r", "/w")
+    assert "--ulimit" not in argv
+    podman = run_argv(PodmanConfig(pids=64), "podman", "i", "n", "r", "/w")
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert f"--ulimit nofile={files}:{files} --ulimit nproc=64:64" in " ".join(podman)
 
 
 def test_a_missing_image_is_an_infra_error_naming_it(env: DockerConfig, embedded: dict[str, Task]) -> None:

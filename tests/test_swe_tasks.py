@@ -298,17 +298,15 @@ def smith_task(mirror: tuple[Path, str, str], **changes: object) -> Task:
 
 
 def sandbox_factory(task: Task, tmp_path: Path, infra_failures: int = 0):
-    """Sandboxes as a container runtime makes them for a SWE-smith task: the local runtime on the clean
-    repository with the bug patch applied and committed; the first ``infra_failures`` fail to start."""
+    """Local sandboxes of a SWE-smith task (``make_sandbox`` applies and commits the bug patch on the
+    clean repository); the first ``infra_failures`` fail to start."""
     config = SandboxConfig(parent_dir=str(tmp_path))
     started = iter(range(1000))
 
     def make() -> Sandbox:
         if next(started) < infra_failures:
             raise SandboxInfraError("container oec-verify-1 exited with status 137 before it was ready")
-        sandbox = make_sandbox(config, task)
-        sandbox.base_commit = apply_bug_patch(sandbox, task)
-        return sandbox
+        return make_sandbox(config, task)
 
     return make
 

@@ -1,8 +1,11 @@
 """Sandboxes: where the agent's commands run, one fresh working copy of the task repo per rollout.
 
 ``make_sandbox(config, task)`` is the only constructor the rest of the code calls; ``env.runtime``
-picks a local sandbox (oec/env/local.py) or a container (oec/env/container.py). Everything else
-talks to the :class:`~oec.env.base.Sandbox` protocol. :func:`close_open_sandboxes` closes every
+picks a local sandbox (oec/env/local.py), a container (oec/env/container.py) or an apptainer
+instance (oec/env/apptainer.py). A SWE-smith task's
+bug patch is applied and committed there, for every runtime, so the agent's sandbox and the
+verifier's fresh ones all start from the buggy base. Everything else talks to the
+:class:`~oec.env.base.Sandbox` protocol. :func:`close_open_sandboxes` closes every
 sandbox still open, for a process that must exit while rollouts are in flight.
 """
 
@@ -12,8 +15,10 @@ import contextlib
 import threading
 import weakref
 
+from oec.env.apptainer import ApptainerSandbox
 from oec.env.base import ExecResult, Sandbox, SandboxError, SandboxInfraError
 from oec.env.config import (
+    ApptainerConfig,
     ContainerConfig,
     DockerConfig,
     EnvConfig,
@@ -23,9 +28,12 @@ from oec.env.config import (
 )
 from oec.env.container import ContainerSandbox
 from oec.env.local import LocalSandbox
+from oec.tasks import swesmith
 from oec.types import Task
 
 __all__ = [
+    "ApptainerConfig",
+    "ApptainerSandbox",
     "ContainerConfig",
     "ContainerSandbox",
     "DockerConfig",
@@ -54,9 +62,12 @@ start) to finish and close themselves."""
 def make_sandbox(config: EnvConfig, task: Task, sample_index: int | None = None) -> Sandbox:
     """A fresh sandbox holding ``task``'s repository at its base commit; close it (or use ``with``).
 
-    ``sample_index`` names the rollout in a container's ``oec.rollout`` label. Once
-    :func:`close_open_sandboxes` has run (the process is stopping), a sandbox still being made is
-    closed as soon as it exists, and no new one is made: both raise :class:`SandboxError`.
+    A task with a bug patch (SWE-smith) gets it applied and committed, and that commit becomes the
+    sandbox's ``base_commit`` (the base ``submit`` diffs against); a patch that does not apply
+    raises :class:`~oec.tasks.swesmith.BugPatchError`. ``sample_index`` names the rollout in a
+    container's ``oec.rollout`` label. Once :func:`close_open_sandboxes` has run (the process is
+    stopping), a sandbox still being made is closed as soon as it exists, and no new one is made:
+    both raise :class:`SandboxError`.
     """
     global _under_construction
     with _lock:
@@ -67,6 +78,8 @@ def make_sandbox(config: EnvConfig, task: Task, sample_index: int | None = None)
     try:
         if isinstance(config, ContainerConfig):
             sandbox = ContainerSandbox(task, config, sample_index)
+        elif isinstance(config, ApptainerConfig):
+            sandbox = ApptainerSandbox(task, config)
         else:
             if not task.snapshot:
                 raise SandboxError(
@@ -74,6 +87,12 @@ def make_sandbox(config: EnvConfig, task: Task, sample_index: int | None = None)
                     "the local runtime clones that repository"
                 )
             sandbox = LocalSandbox(task.snapshot, task.base_commit, config)
+        try:
+            sandbox.base_commit = swesmith.apply_bug_patch(sandbox, task)
+        except BaseException:
+            sandbox.close()
+            sandbox = None
+            raise
     finally:
         with _lock:
             _under_construction -= 1

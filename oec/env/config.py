@@ -2,8 +2,8 @@
 
 :data:`EnvConfig` is the choice of runtime by its ``runtime`` key: ``local`` processes
 (:class:`SandboxConfig`), ``docker`` or ``podman`` containers (:class:`DockerConfig`,
-:class:`PodmanConfig`). A field of another runtime is an error naming it
-(``env.memory_mb: belongs to runtime='docker'``).
+:class:`PodmanConfig`), ``apptainer`` instances (:class:`ApptainerConfig`). A field of another
+runtime is an error naming it (``env.memory_mb: belongs to runtime='docker'``).
 
 Fields are validated when the dataclass is built (``oec.config.parse`` builds it from Hydra at
 start-up), so a bad value fails before any sandbox exists, with an error naming its config key.
@@ -12,6 +12,7 @@ start-up), so a bad value fails before any sandbox exists, with an error naming 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from string import Formatter
 from typing import Annotated, Literal
 
 from oec.config import Above, AtLeast, NonEmpty
@@ -90,7 +91,8 @@ class ContainerConfig:
     """``off``: the container has no network at all (``--network none``); ``on``: the default bridge."""
 
     workdir: Annotated[str, NonEmpty()] = "/testbed"
-    """The repository inside the image (SWE-bench, SWE-Gym and SWE-smith images use /testbed)."""
+    """The repository inside the image for tasks that do not name theirs (``metadata["workdir"]``,
+    which rows tasks carry; SWE-bench, SWE-Gym and SWE-smith images use /testbed)."""
 
     setup: str = "if [ -f /opt/miniconda3/bin/activate ]; then . /opt/miniconda3/bin/activate testbed; fi"
     """Shell run before every command, to make the repository's environment active: the conda
@@ -134,5 +136,78 @@ class PodmanConfig(ContainerConfig):
     runtime: Literal["podman"] = "podman"
 
 
-EnvConfig = SandboxConfig | DockerConfig | PodmanConfig
+IMAGE_FIELDS = ("image", "image_file")
+"""Fields of ``env.image``: the task's image name, and that name with ``/`` and ``:`` as ``_``."""
+
+
+@dataclass(frozen=True)
+class ApptainerConfig:
+    """``env=apptainer``: one apptainer instance per rollout (oec/env/apptainer.py), for clusters
+    without root or a container daemon. Never run against a real apptainer in this project's CI."""
+
+    runtime: Literal["apptainer"] = "apptainer"
+
+    image: Annotated[str, NonEmpty()] = "docker://{image}"
+    """Where the task's image comes from: ``{image}`` is ``task.metadata["image"]``, ``{image_file}``
+    the same with ``/`` and ``:`` as ``_``. A path (``/scratch/sif/{image_file}.sif``, or a
+    ``--sandbox`` directory) must exist; a URI (``docker://{image}``) is pulled into apptainer's
+    cache by its first start."""
+
+    timeout_s: Annotated[float, Above(0)] = 300.0
+    """Per-command timeout in seconds; the command's process group is killed inside the instance."""
+
+    max_output_chars: Annotated[int, AtLeast(1)] = 70_000
+    """Longest observation kept from one command; the middle is cut out."""
+
+    network: Literal["off", "on"] = "off"
+    """``off``: the instance gets its own network namespace with loopback only (``--net --network
+    none``) when ``network_namespace`` allows; ``on``: the host's network."""
+
+    network_namespace: bool = True
+    """Whether this site lets users create network namespaces (``--net``); false with ``network:
+    off`` logs one warning that commands keep the host's network."""
+
+    workdir: Annotated[str, NonEmpty()] = "/testbed"
+    """The repository inside the image for tasks that do not name theirs (``metadata["workdir"]``)."""
+
+    setup: str = "if [ -f /opt/miniconda3/bin/activate ]; then . /opt/miniconda3/bin/activate testbed; fi"
+    """Shell run before every command (the conda ``testbed`` environment of SWE-bench images)."""
+
+    writable: Literal["overlay", "tmpfs"] = "overlay"
+    """Where the rollout's writes go: ``overlay``, an ext3 image of its own (``apptainer overlay
+    create``, ``--overlay``), removed at the end; ``tmpfs`` (``--writable-tmpfs``), in memory and
+    capped by the site's ``sessiondir max size`` (64 MiB by default: too small for most repos)."""
+
+    fakeroot: bool = True
+    """Run as root of a user namespace (``--fakeroot``, also for ``overlay create``): images built by
+    docker own ``/testbed`` as root, so without it commands can write neither the repository nor
+    ``/oec``, and git refuses a repository of another owner. False only for images whose repository
+    belongs to the calling user."""
+
+    overlay_mb: Annotated[int, AtLeast(16)] = 4096
+    """Size of the per-rollout overlay (sparse: only what is written takes disk space)."""
+
+    overlay_dir: str | None = None
+    """Directory for the overlays (a local disk, not a network filesystem); null = the system temp dir."""
+
+    start_timeout_s: Annotated[float, Above(0)] = 600.0
+    """How long one attempt to start an instance may take (a ``docker://`` image's first start
+    converts it to SIF)."""
+
+    start_attempts: Annotated[int, AtLeast(1)] = 3
+    """Attempts to start an instance before the rollout fails with an infrastructure error."""
+
+    binary: str | None = None
+    """The client; null = ``apptainer`` on PATH, else ``singularity``."""
+
+    def __post_init__(self) -> None:
+        try:
+            used = {name for _, name, _, _ in Formatter().parse(self.image) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"image: {self.image!r} is not a valid template: {exc}") from None
+        if not used or used - set(IMAGE_FIELDS):
+            raise ValueError(f"image: {self.image!r} must use {{image}} or {{image_file}} and no other field")
+
+
+EnvConfig = SandboxConfig | DockerConfig | PodmanConfig | ApptainerConfig
 """The ``env`` config group: which runtime runs the agent's commands, chosen by ``runtime``."""

@@ -4,8 +4,9 @@ The task's image (``task.metadata["image"]``, SWE-bench layout: the repository a
 the base commit, its environment ready) must be present locally, unless ``env.pull`` allows a
 pull. The container runs ``sleep infinity`` under an init (``--init``, which reaps what commands
 leave behind) for the whole episode, with no network (``env.network: off``) and with CPU, memory
-and pids limits; each command is one ``exec`` of bash in ``/testbed`` after ``env.setup`` (the conda
-``testbed`` environment of SWE-bench images).
+and pids limits; each command is one ``exec`` of bash in the task's repository (its
+``metadata["workdir"]``, else ``env.workdir``: ``/testbed``) after ``env.setup`` (the conda ``testbed``
+environment of SWE-bench images).
 
 Timeouts are enforced inside the container: every command runs under ``timeout -s KILL``, which
 kills the command's whole process group at the limit, and the group is killed when the command
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -42,7 +44,7 @@ from dataclasses import dataclass, field
 
 from oec.env.base import ExecResult, SandboxError, SandboxInfraError
 from oec.env.cgroup import start_time
-from oec.env.config import ContainerConfig, PodmanConfig
+from oec.env.config import ApptainerConfig, ContainerConfig, PodmanConfig
 from oec.env.output import OutputCapture, drain, feed
 from oec.types import Task
 
@@ -167,9 +169,17 @@ def ensure_image(binary: str, image: str, pull: bool, instance_id: str) -> None:
         _present.add((binary, image))
 
 
-def run_argv(config: ContainerConfig, binary: str, image: str, name: str, rollout: str) -> list[str]:
+def task_workdir(task: Task, config: ContainerConfig | ApptainerConfig) -> str:
+    """The repository inside ``task``'s image: its ``metadata["workdir"]`` (rows tasks,
+    :func:`oec.tasks.rows.workdir_of`), else ``env.workdir``."""
+    return str(task.metadata.get("workdir") or config.workdir)
+
+
+def run_argv(
+    config: ContainerConfig, binary: str, image: str, name: str, rollout: str, workdir: str
+) -> list[str]:
     """The ``run`` command line of one sandbox's container."""
-    argv = [binary, "run", "--detach", "--init", "--name", name, "--workdir", config.workdir]
+    argv = [binary, "run", "--detach", "--init", "--name", name, "--workdir", workdir]
     labels = {
         "oec.run": RUN_ID,
         "oec.rollout": rollout,
@@ -187,10 +197,29 @@ def run_argv(config: ContainerConfig, binary: str, image: str, name: str, rollou
         argv += ["--memory", f"{config.memory_mb}m", "--memory-swap", f"{config.memory_mb}m"]
     if config.pids is not None:
         argv += ["--pids-limit", str(config.pids)]
+    if isinstance(config, PodmanConfig):
+        argv += podman_ulimits(config.pids)
     return [*argv, "--entrypoint", "sleep", image, "infinity"]
 
 
-def exec_script(config: ContainerConfig, limit: float) -> str:
+def podman_ulimits(pids: int | None) -> list[str]:
+    """Explicit ``--ulimit`` for podman, whose defaults (open files and processes far above the
+    caller's own) a runtime without CAP_SYS_RESOURCE may not set: podman 4.3 as root inside a
+    container failed every start with runc's "cannot set rlimits". The container gets this
+    process's open-files limit and, as processes, ``env.pids`` (else this process's limit)."""
+    argv = []
+    _, files = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if files != resource.RLIM_INFINITY:
+        argv += ["--ulimit", f"nofile={files}:{files}"]
+    _, processes = resource.getrlimit(resource.RLIMIT_NPROC)
+    if pids is not None:
+        processes = pids if processes == resource.RLIM_INFINITY else min(pids, processes)
+    if processes != resource.RLIM_INFINITY:
+        argv += ["--ulimit", f"nproc={processes}:{processes}"]
+    return argv
+
+
+def exec_script(config: ContainerConfig | ApptainerConfig, limit: float) -> str:
     """The bash wrapper of one command (``$1`` the command, ``$2`` the pid file).
 
     ``timeout`` leads its own process group; its id goes to the pid file (for a kill from outside)
@@ -235,7 +264,7 @@ class ContainerSandbox:
     def __init__(self, task: Task, config: ContainerConfig, sample_index: int | None = None) -> None:
         self.config = config
         self.image = task_image(task)
-        self.workdir = config.workdir
+        self.workdir = task_workdir(task, config)
         self.tool_dir = TOOL_DIR
         binary = cli(config)
         _remove_orphans_once(binary)
@@ -246,7 +275,7 @@ class ContainerSandbox:
         rollout = task.instance_id if sample_index is None else f"{task.instance_id}#{sample_index}"
         started = time.monotonic()
         try:
-            self._start(run_argv(config, binary, self.image, self.name, rollout))
+            self._start(run_argv(config, binary, self.image, self.name, rollout, self.workdir))
             self.base_commit = self._check_out(task)
         except BaseException:
             self.close()
