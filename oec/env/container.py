@@ -156,7 +156,13 @@ def ensure_image(binary: str, image: str, pull: bool, instance_id: str) -> None:
     """Pre-flight: the image must be present locally, or pulled when ``env.pull`` allows it."""
     if (binary, image) in _present:
         return
-    if _call([binary, "image", "inspect", image]).returncode != 0:
+    inspected = _call([binary, "image", "inspect", image])
+    if inspected.returncode != 0:
+        missing = ("no such image", "image not known")  # docker's and podman's words
+        if not any(words in inspected.stderr.lower() for words in missing):  # no daemon, or it broke
+            raise SandboxInfraError(
+                f"task {instance_id!r}: cannot inspect image {image!r}: {inspected.stderr.strip()[-500:]}"
+            )
         if not pull:
             raise SandboxInfraError(
                 f"task {instance_id!r}: image {image!r} is not present locally; build or load it "
