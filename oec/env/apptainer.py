@@ -47,14 +47,11 @@ from pathlib import Path
 from oec.env.base import ExecResult, SandboxError, SandboxInfraError
 from oec.env.cgroup import start_time
 from oec.env.config import ApptainerConfig
-from oec.env.container import _ENV, TOOL_DIR, _call, exec_script, task_image, task_workdir
-from oec.env.output import OutputCapture, drain, feed
+from oec.env.container import _ENV, TOOL_DIR, _call, exec_script, run_exec, task_image, task_workdir
 from oec.types import Task
 
 log = logging.getLogger(__name__)
 
-_KILL_GRACE_S = 5.0
-_DRAIN_S = 1.0
 _NAME = re.compile(r"^oec-(?P<pid>\d+)-(?P<started>\d+)-[0-9a-f]+$")
 _warned_network = threading.Event()
 
@@ -256,37 +253,14 @@ class ApptainerSandbox:
         pid_file = f"{TOOL_DIR}/pids/{uuid.uuid4().hex}"
         argv = exec_argv(self._resources.binary, self.name, self.workdir)
         argv += ["bash", "-c", exec_script(self.config, limit), "bash", command, pid_file]
-        started = time.monotonic()
-        try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise SandboxInfraError(f"cannot run {argv[0]} exec: {exc}") from exc
-        self._resources.running.add(process)
-        capture = OutputCapture(self.config.max_output_chars)
-        reader = threading.Thread(target=drain, args=(process.stdout, capture), daemon=True)
-        reader.start()
-        if stdin is not None:
-            threading.Thread(target=feed, args=(process.stdin, stdin.encode()), daemon=True).start()
-        try:
-            process.wait(timeout=limit + _KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
+
+        def kill_inside() -> None:
             with contextlib.suppress(SandboxInfraError):
                 self._exec_plain(f'kill -KILL -- -"$(cat {pid_file})" 2>/dev/null')
-            with contextlib.suppress(OSError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        finally:
-            reader.join(_DRAIN_S)
-            self._resources.running.discard(process)
-        elapsed = time.monotonic() - started
-        output, truncated = capture.result()
-        code = process.returncode
+
+        output, truncated, code, elapsed = run_exec(
+            argv, stdin, limit, self.config.max_output_chars, self._resources.running, kill_inside
+        )
         suspect = code in (126, 127, 255, -signal.SIGKILL)  # 255: apptainer's own FATAL errors
         if suspect and self.name not in _instances(self._resources.binary):
             raise SandboxInfraError(

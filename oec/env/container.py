@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from oec.env.base import ExecResult, SandboxError, SandboxInfraError
@@ -173,6 +174,50 @@ def ensure_image(binary: str, image: str, pull: bool, instance_id: str) -> None:
             raise SandboxInfraError(f"task {instance_id!r}: cannot pull {image!r}: {pulled.stderr.strip()}")
     with _once_lock:
         _present.add((binary, image))
+
+
+def run_exec(
+    argv: list[str],
+    stdin: str | None,
+    limit: float,
+    max_output_chars: int,
+    running: set[subprocess.Popen],
+    kill_inside: Callable[[], None],
+) -> tuple[str, bool, int, float]:
+    """One client ``exec`` (``argv``, wrapped by :func:`exec_script`) run to its end, for every
+    container runtime: output captured and capped, ``stdin`` fed, the client tracked in ``running``
+    (so closing the sandbox kills it). Should the client still run ``_KILL_GRACE_S`` past ``limit``,
+    the command is killed inside (``kill_inside``) and the client's session from outside.
+    Returns (output, truncated, exit code, seconds)."""
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SandboxInfraError(f"cannot run {argv[0]} exec: {exc}") from exc
+    running.add(process)
+    capture = OutputCapture(max_output_chars)
+    reader = threading.Thread(target=drain, args=(process.stdout, capture), daemon=True)
+    reader.start()
+    if stdin is not None:
+        threading.Thread(target=feed, args=(process.stdin, stdin.encode()), daemon=True).start()
+    try:
+        process.wait(timeout=limit + _KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        kill_inside()
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        reader.join(_DRAIN_S)
+        running.discard(process)
+    output, truncated = capture.result()
+    return output, truncated, process.returncode, time.monotonic() - started
 
 
 def task_workdir(task: Task, config: ContainerConfig | ApptainerConfig) -> str:
@@ -332,36 +377,10 @@ class ContainerSandbox:
         pid_file = f"{TOOL_DIR}/pids/{uuid.uuid4().hex}"
         argv = [self._resources.binary, "exec", *(["--interactive"] if stdin is not None else [])]
         argv += [self.name, "bash", "-c", exec_script(self.config, limit), "bash", command, pid_file]
-        started = time.monotonic()
-        try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise SandboxInfraError(f"cannot run {argv[0]} exec: {exc}") from exc
-        self._resources.running.add(process)
-        capture = OutputCapture(self.config.max_output_chars)
-        reader = threading.Thread(target=drain, args=(process.stdout, capture), daemon=True)
-        reader.start()
-        if stdin is not None:
-            threading.Thread(target=feed, args=(process.stdin, stdin.encode()), daemon=True).start()
-        try:
-            process.wait(timeout=limit + _KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self._kill_inside(pid_file)
-            with contextlib.suppress(OSError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        finally:
-            reader.join(_DRAIN_S)
-            self._resources.running.discard(process)
-        elapsed = time.monotonic() - started
-        output, truncated = capture.result()
-        code = process.returncode
+        output, truncated, code, elapsed = run_exec(
+            argv, stdin, limit, self.config.max_output_chars, self._resources.running,
+            lambda: self._kill_inside(pid_file),
+        )  # fmt: skip
         self._check_alive(code, output)
         return ExecResult(
             output=output,
