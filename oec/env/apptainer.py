@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -47,7 +46,16 @@ from pathlib import Path
 from oec.env.base import ExecResult, SandboxError, SandboxInfraError
 from oec.env.cgroup import start_time
 from oec.env.config import ApptainerConfig
-from oec.env.container import _ENV, TOOL_DIR, _call, exec_script, run_exec, task_image, task_workdir
+from oec.env.container import (
+    _ENV,
+    TOOL_DIR,
+    _call,
+    check_out,
+    exec_script,
+    run_exec,
+    task_image,
+    task_workdir,
+)
 from oec.types import Task
 
 log = logging.getLogger(__name__)
@@ -226,20 +234,7 @@ class ApptainerSandbox:
         raise SandboxInfraError(f"cannot start an apptainer instance of {self.source!r}: {'; '.join(errors)}")
 
     def _check_out(self, task: Task) -> str:
-        """Make ``tool_dir`` and put the repository at the task's base commit; returns its id."""
-        wanted = task.base_commit or "HEAD"
-        script = (
-            f"mkdir -p {TOOL_DIR}/pids && cd {shlex.quote(self.workdir)} && "
-            f"sha=$(git rev-parse --verify --quiet {shlex.quote(wanted + '^{commit}')}) && "
-            '{ [ "$(git rev-parse HEAD)" = "$sha" ] || git checkout --quiet --detach "$sha"; } && echo "$sha"'
-        )
-        result = self._exec_plain(script)
-        if result.returncode != 0:
-            raise SandboxInfraError(
-                f"task {task.instance_id!r}: image {self.source!r} has no git repository at "
-                f"{self.workdir} holding {wanted}: {(result.stdout + result.stderr).strip()[-500:]}"
-            )
-        return result.stdout.strip().splitlines()[-1]
+        return check_out(self._exec_plain, task, self.workdir, self.source)
 
     def _exec_plain(self, script: str) -> subprocess.CompletedProcess:
         return _call([*exec_argv(self._resources.binary, self.name, "/"), "bash", "-c", script])

@@ -220,6 +220,27 @@ def run_exec(
     return output, truncated, process.returncode, time.monotonic() - started
 
 
+def check_out(
+    exec_plain: Callable[[str], subprocess.CompletedProcess], task: Task, workdir: str, image: str
+) -> str:
+    """Make the tool dir and put the repository at ``workdir`` at the task's base commit (images
+    hold it already; a differing HEAD is checked out), through a runtime's ``exec_plain``; returns
+    the full commit id. A container runtime's first command in a new sandbox."""
+    wanted = task.base_commit or "HEAD"
+    script = (
+        f"mkdir -p {TOOL_DIR}/pids && cd {shlex.quote(workdir)} && "
+        f"sha=$(git rev-parse --verify --quiet {shlex.quote(wanted + '^{commit}')}) && "
+        '{ [ "$(git rev-parse HEAD)" = "$sha" ] || git checkout --quiet --detach "$sha"; } && echo "$sha"'
+    )
+    result = exec_plain(script)
+    if result.returncode != 0:
+        raise SandboxInfraError(
+            f"task {task.instance_id!r}: image {image!r} has no git repository at "
+            f"{workdir} holding {wanted}: {(result.stdout + result.stderr).strip()[-500:]}"
+        )
+    return result.stdout.strip().splitlines()[-1]
+
+
 def task_workdir(task: Task, config: ContainerConfig | ApptainerConfig) -> str:
     """The repository inside ``task``'s image: its ``metadata["workdir"]`` (rows tasks,
     :func:`oec.tasks.rows.workdir_of`), else ``env.workdir``."""
@@ -349,21 +370,7 @@ class ContainerSandbox:
         raise SandboxInfraError(f"cannot start a container of {self.image!r}: {'; '.join(errors)}")
 
     def _check_out(self, task: Task) -> str:
-        """Make ``tool_dir`` and put the repository at the task's base commit (images hold it
-        already; a differing HEAD is checked out); returns the full commit id."""
-        wanted = task.base_commit or "HEAD"
-        script = (
-            f"mkdir -p {TOOL_DIR}/pids && cd {shlex.quote(self.workdir)} && "
-            f"sha=$(git rev-parse --verify --quiet {shlex.quote(wanted + '^{commit}')}) && "
-            '{ [ "$(git rev-parse HEAD)" = "$sha" ] || git checkout --quiet --detach "$sha"; } && echo "$sha"'
-        )
-        result = self._exec_plain(script)
-        if result.returncode != 0:
-            raise SandboxInfraError(
-                f"task {task.instance_id!r}: image {self.image!r} has no git repository at "
-                f"{self.workdir} holding {wanted}: {(result.stdout + result.stderr).strip()[-500:]}"
-            )
-        return result.stdout.strip().splitlines()[-1]
+        return check_out(self._exec_plain, task, self.workdir, self.image)
 
     def _exec_plain(self, script: str) -> subprocess.CompletedProcess:
         return _call([self._resources.binary, "exec", self.name, "bash", "-c", script])
