@@ -12,7 +12,7 @@ from rich.console import Console
 
 from oec.config import ConfigError, parse
 from oec.data.config import DataConfig
-from oec.data.mix import MixError, build_mix, print_mix_summary
+from oec.data.mix import MixError, budget_tokens, build_mix, print_mix_summary
 from oec.store import TrajectoryStore
 from oec.student import StudentModel
 from oec.types import Message, Trajectory
@@ -138,6 +138,42 @@ def test_per_instance_cap_and_max_examples_are_seeded(stores, tokenizer):
         config({**source, "max_examples": 4, "per_instance_cap": 2}, val_fraction=0), tokenizer
     )
     assert len(limited.train) == 4 and limited.summary.sources[0].over_max_examples == 6
+
+
+def test_token_budget_counts_supervised_expert_tokens_whatever_the_mask(stores, tokenizer):
+    oec = {"store": str(stores["oec"]), "arm": "oec"}
+    whole = build_mix(config(oec, val_fraction=0), tokenizer)
+    per_example = {e.name: budget_tokens(e) for e in whole.train}
+    assert all(cost == e.num_supervised for e, cost in zip(whole.train, per_example.values(), strict=True))
+    budget = sum(per_example.values()) // 2
+    capped = build_mix(config({**oec, "max_budget_tokens": budget}, val_fraction=0), tokenizer)
+    spent = sum(per_example[e.name] for e in capped.train)
+    stats = capped.summary.sources[0]
+    assert budget - max(per_example.values()) < spent <= budget
+    assert stats.budget_tokens == spent and stats.over_token_budget == len(whole.train) - len(capped.train)
+    assert capped.summary.metrics()["data/budget_tokens"] == spent
+    # Without masking the student's turns are supervised too, but they cost nothing of the budget:
+    # the same seeded choice of examples, with more supervised tokens.
+    unmasked = build_mix(
+        config({**oec, "max_budget_tokens": budget}, mask="assistant", val_fraction=0), tokenizer
+    )
+    assert names(unmasked.train) == names(capped.train)
+    assert sum(e.num_supervised for e in unmasked.train) > spent
+    assert unmasked.summary.sources[0].budget_tokens == spent
+    reseeded = build_mix(config({**oec, "max_budget_tokens": budget}, val_fraction=0, seed=3), tokenizer)
+    assert names(reseeded.train) != names(capped.train)
+    # On-policy data has no expert turns: its supervised (student) tokens are what it spends.
+    on_policy = [make_trajectory(f"op-{i}", 0, mode="on_policy") for i in range(4)]
+    path = write_store(stores["bc"].parent / "on_policy", on_policy)
+    mix = build_mix(
+        config(
+            {"store": str(path), "arm": "on_policy", "max_budget_tokens": 10**6},
+            mask="assistant",
+            val_fraction=0,
+        ),
+        tokenizer,
+    )
+    assert mix.summary.sources[0].budget_tokens == sum(e.num_supervised for e in mix.train) > 0
 
 
 def test_weights_repeat_or_subsample_training_examples(stores, tokenizer):

@@ -32,6 +32,12 @@ class SourceConfig:
     on_policy source needs ``assistant`` or ``student``."""
     max_examples: Annotated[int, AtLeast(1)] | None = None
     """At most this many distinct examples from this source (a seeded choice); null keeps them all."""
+    max_budget_tokens: Annotated[int, AtLeast(1)] | None = None
+    """At most this many budget tokens from this source: whole examples in a seeded order, each taken
+    if it still fits. Budget tokens are the supervised tokens the expert wrote; an ``on_policy``
+    source, which has none, counts its supervised tokens. Equal budgets give arms the same number
+    of supervised expert tokens whatever their masks (the no-masking ablation supervises student
+    tokens on top); null: no limit."""
     weight: Annotated[float, AtLeast(0)] = 1.0
     """Multiplies this source's training examples per epoch: 0.5 keeps a seeded half, 2.0 repeats
     each example twice, 1.5 repeats a seeded half. Validation examples are never repeated."""

@@ -66,6 +66,8 @@ class SourceStats:
     duplicates: int = 0
     over_instance_cap: int = 0
     over_max_examples: int = 0
+    over_token_budget: int = 0
+    budget_tokens: int = 0
     selected: int = 0
     train: int = 0
     val: int = 0
@@ -79,7 +81,7 @@ class SourceStats:
             parts.append(f"{self.not_accepted} not accepted")
         if self.refused:
             parts.append(f"{sum(self.refused.values())} refused ({dict(self.refused)})")
-        for name in ("duplicates", "over_instance_cap", "over_max_examples"):
+        for name in ("duplicates", "over_instance_cap", "over_max_examples", "over_token_budget"):
             if getattr(self, name):
                 parts.append(f"{getattr(self, name)} {name.replace('_', ' ')}")
         parts.append(f"{self.selected} selected")
@@ -137,6 +139,7 @@ class MixSummary:
         for (split, arm), stats in self.splits.items():
             out[f"data/{split}/{arm}/examples"] = stats.examples
             out[f"data/{split}/{arm}/supervised_tokens"] = stats.supervised_tokens
+        out["data/budget_tokens"] = sum(s.budget_tokens for s in self.sources)
         for reason in REFUSAL_REASONS:
             out[f"data/refused/{reason}"] = self.refused[reason]
         return out
@@ -179,6 +182,8 @@ class MixSummary:
             "duplicates": [s.duplicates for s in self.sources],
             "over per-instance cap": [s.over_instance_cap for s in self.sources],
             "over max_examples": [s.over_max_examples for s in self.sources],
+            "over token budget": [s.over_token_budget for s in self.sources],
+            "budget tokens": [s.budget_tokens for s in self.sources],
             "selected": [s.selected for s in self.sources],
             "train (weighted)": [s.train for s in self.sources],
             "val": [s.val for s in self.sources],
@@ -292,10 +297,37 @@ def _select_source(
         }
         stats.over_max_examples = len(examples) - len(chosen)
         examples = [e for e in examples if id(e) in chosen]
+    if source.max_budget_tokens is not None:
+        examples, stats.over_token_budget = _within_budget(
+            examples, source.max_budget_tokens, _rng(config.seed, "token_budget", index)
+        )
+    stats.budget_tokens = sum(budget_tokens(e) for e in examples)
     stats.selected = len(examples)
     if not examples:
         log.warning("%s (%s) contributes no examples: %s", key, stats.path, stats.describe())
     return examples, stats
+
+
+def budget_tokens(example: Example) -> int:
+    """What ``example`` costs of a token budget (:attr:`SourceConfig.max_budget_tokens`): the
+    supervised tokens of the expert's turns, or every supervised token of on-policy data."""
+    if example.arm == "on_policy":
+        return example.num_supervised
+    return sum(s.end - s.start for s in example.spans if s.supervised and s.author == "expert")
+
+
+def _within_budget(examples: list[Example], budget: int, rng: random.Random) -> tuple[list[Example], int]:
+    """Whole examples in a seeded order, each kept if it still fits ``budget``; and how many were left."""
+    order = list(examples)
+    rng.shuffle(order)
+    chosen: set[int] = set()
+    spent = 0
+    for example in order:
+        cost = budget_tokens(example)
+        if spent + cost <= budget:
+            chosen.add(id(example))
+            spent += cost
+    return [e for e in examples if id(e) in chosen], len(examples) - len(chosen)
 
 
 def _val_instances(instances: set[str], fraction: float, seed: int) -> set[str]:
