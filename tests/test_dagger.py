@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from analysis.token_metrics import student_states
 from oec.agent.actions import Action, ToolCall, render_action
 from oec.agent.prompts import OBSERVATION_PREFIX
 from oec.data.config import DataConfig, SourceConfig
@@ -26,6 +27,7 @@ from oec.store import TrajectoryStore, read_trajectories
 from oec.switch import Dagger, Intervene
 from oec.tasks import load_from_config
 from oec.types import Label, Message, SchemaError, Task, Trajectory
+from oec.viewer import page_records
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TASKS = 3
@@ -258,3 +260,27 @@ def test_the_collect_entry_point_runs_dagger_with_the_tiny_student(tmp_path: Pat
     for trajectory in trajectories:
         students = [m for m in trajectory.messages if m.role == "assistant"]
         assert students and all(m.author == "student" and m.label is not None for m in students)
+
+
+def test_the_viewer_shows_each_label_with_its_own_supervision(collected, tokenizer) -> None:
+    _, trajectories, _ = collected
+    trajectory = trajectories[0]
+    (record,) = page_records(iter([trajectory]), tokenizer, "expert", 2048)
+    labelled = [row for row in record["messages"] if "l" in row]
+    assert [row["a"] for row in labelled] == ["student"] * len(STUDENT_REPLIES)
+    assert [row["l"] for row in labelled] == [m.label.content for m in trajectory.messages if m.label]
+    assert not any("s" in row for row in record["messages"])  # the student's replies are not trained
+    examples = [render(view, tokenizer, mask="expert") for view in training_views(trajectory, "expert")]
+    assert [row["ls"] for row in labelled] == [e.num_supervised for e in examples]
+    assert (record["examples"], record["refused"]) == (len(examples), None)
+    assert record["supervised"] == sum(e.num_supervised for e in examples)
+    assert record["return"] is None
+
+
+def test_token_metrics_read_the_labels_as_the_experts_actions(collected) -> None:
+    _, trajectories, _ = collected
+    trajectory = trajectories[0]
+    states = list(student_states(trajectory))
+    assert [expert.content for _, _, expert in states] == [
+        m.label.content for m in trajectory.messages if m.label
+    ]
