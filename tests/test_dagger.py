@@ -5,6 +5,7 @@ as the expert and a scripted student; then the labels as training data, with the
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +19,14 @@ from oec.agent.prompts import OBSERVATION_PREFIX
 from oec.data.config import DataConfig, SourceConfig
 from oec.data.mix import MixError, build_mix
 from oec.data.render import END_OF_TURN, render, render_many, training_views
+from oec.interop.export import export_store
 from oec.policies.base import PolicyBuilder
 from oec.policies.oracle import OraclePolicy
 from oec.policies.scripted import ScriptedPolicy
 from oec.rollout import run_rollout
 from oec.runner import RolloutConfig, load_rollout_config, run_rollouts
 from oec.store import TrajectoryStore, read_trajectories
+from oec.student import StudentModel
 from oec.switch import Dagger, Intervene
 from oec.tasks import load_from_config
 from oec.types import Label, Message, SchemaError, Task, Trajectory
@@ -284,3 +287,19 @@ def test_token_metrics_read_the_labels_as_the_experts_actions(collected) -> None
     assert [expert.content for _, _, expert in states] == [
         m.label.content for m in trajectory.messages if m.label
     ]
+
+
+def test_the_export_has_one_row_per_label_as_the_mix(collected, tokenizer, tmp_path: Path) -> None:
+    root, trajectories, _ = collected
+    student = StudentModel("tiny", "tiny")
+    summary = export_store(root, tmp_path / "out", "jsonl", tokenizer, student, mask="expert")
+    rows = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
+    assert (summary.read, summary.exported) == (TASKS, TASKS * len(STUDENT_REPLIES))
+    examples = [
+        render(v, tokenizer, mask="expert") for t in trajectories for v in training_views(t, "expert")
+    ]
+    assert sorted(r["input_ids"] for r in rows) == sorted(e.input_ids.tolist() for e in examples)
+    for row in rows:
+        trained = [m for m in row["messages"] if m["train"]]
+        assert len(trained) == 1 and trained[0] == {**row["messages"][-1], "train": True}
+        assert trained[0]["author"] == "expert"
