@@ -11,9 +11,10 @@ the student's: in an OEC rollout turns 0 up to the handover turn, in an on-polic
 At each such state:
 
 - the **expert's action** is the one it took there when it did (the handover turn of an OEC rollout,
-  read from the record), else the oracle's (:class:`oec.policies.oracle.OraclePolicy`, built for the
-  task with the rollout's seed) first action when taking over from that state, queried without being
-  executed, as the switch would have made it act had it switched there;
+  read from the record) or the label it gave there (every turn of a DAgger rollout), else the
+  oracle's (:class:`oec.policies.oracle.OraclePolicy`, built for the task with the rollout's seed)
+  first action when taking over from that state, queried without being executed, as the switch would
+  have made it act had it switched there;
 - ``expert_nll``: the student's negative log-likelihood of that action, in nats per token: the
   student scores the expert's reply plus ``<|im_end|>`` after the prompt it would see there (its
   history view, :func:`oec.chat.student_view`, rendered by :meth:`oec.policies.hf.HFPolicy.prompt_ids`);
@@ -80,7 +81,8 @@ class StateRecord:
     sample_index: int
     turn: int
     expert_source: str
-    """``recorded`` (the expert acted here in the rollout) or ``queried`` (the oracle, not executed)."""
+    """``recorded`` (the expert acted or labelled here in the rollout) or ``queried`` (the oracle, not
+    executed)."""
     expert_nll: float
     expert_tokens: int
     agreement: bool
@@ -89,11 +91,15 @@ class StateRecord:
 
 def student_states(trajectory: Trajectory) -> Iterator[tuple[int, list[Message], Message | None]]:
     """(turn, the conversation before that call, the expert's message at it or None) for every call
-    reached by the student's actions alone: the student made every call before it."""
+    reached by the student's actions alone: the student made every call before it. A DAgger label
+    counts as the expert's message at its turn."""
     for index, message in enumerate(trajectory.messages):
         if message.role != "assistant":
             continue
-        yield message.turn, trajectory.messages[:index], message if message.author == "expert" else None
+        expert = message if message.author == "expert" else None
+        if message.label is not None:
+            expert = Message("assistant", message.label.content, message.label.author, message.turn)
+        yield message.turn, trajectory.messages[:index], expert
         if message.author != "student":
             return
 

@@ -152,7 +152,7 @@ class GroupSpec:
     stores: tuple[Path, ...]
     author: str
     modes: tuple[str, ...] = ()
-    """Trajectory modes to keep (``bc``, ``on_policy``, ``oec``); empty keeps all."""
+    """Trajectory modes to keep (``bc``, ``on_policy``, ``oec``, ``dagger``); empty keeps all."""
     accepted_only: bool = False
 
 

@@ -128,8 +128,9 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def summary_rows(trajectories: list[Trajectory]) -> list[dict[str, object]]:
-    """Per mode: outcomes, filtering, switching, and what it cost (spend, dollars per accepted
-    trajectory: None when none was accepted), retries by reason and exit statuses."""
+    """Per mode: outcomes, filtering, switching (handovers, hand-backs, DAgger labels), and what it
+    cost (spend, dollars per accepted trajectory: None when none was accepted), retries by reason and
+    exit statuses."""
     rows = []
     for mode in sorted({t.mode for t in trajectories}):
         group = [t for t in trajectories if t.mode == mode]
@@ -145,6 +146,8 @@ def summary_rows(trajectories: list[Trajectory]) -> list[dict[str, object]]:
                 "accepted": accepted,
                 "mean_turns": sum(t.num_turns for t in group) / len(group),
                 "handed_over": sum(t.handover_turn is not None for t in group),
+                "handed_back": sum(t.return_turn is not None for t in group),
+                "labelled_turns": sum(m.label is not None for t in group for m in t.messages),
                 "switch_steps": switch_histogram(t.switch_step for t in group),
                 "spend_usd": spend,
                 "usd_per_accepted": spend / accepted if accepted else None,
@@ -171,6 +174,8 @@ def print_collection_summary(trajectories: list[Trajectory], title: str, note: s
         "accepted",
         "mean turns",
         "handed over",
+        "handed back",
+        "labelled turns",
         "switch steps",
     ):
         outcomes.add_column(column, justify="left" if column in left else "right")
@@ -187,6 +192,8 @@ def print_collection_summary(trajectories: list[Trajectory], title: str, note: s
             str(row["accepted"]),
             f"{row['mean_turns']:.1f}",
             str(row["handed_over"]),
+            str(row["handed_back"]),
+            str(row["labelled_turns"]),
             str(row["switch_steps"]),
         )
         per_accepted = row["usd_per_accepted"]

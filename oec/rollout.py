@@ -1,7 +1,8 @@
 """One rollout, start to finish: sample the switch step, act in a sandbox, verify, filter.
 
 This is where the parts meet: the switch schedule picks k, a ``SwitchingPolicy`` composes the
-student and the expert, the agent loop runs in a fresh sandbox, the patch is graded in another
+student and the expert (a ``RelabellingPolicy`` in ``dagger`` mode: the student acts, the expert
+labels), the agent loop runs in a fresh sandbox, the patch is graded in another
 fresh sandbox with the task's tests, and the filters decide acceptance. The result is one
 :class:`~oec.types.Trajectory`; collection and evaluation differ only in their settings.
 
@@ -28,7 +29,7 @@ from oec.config import Above
 from oec.env import EnvConfig, make_sandbox
 from oec.env.base import SandboxInfraError
 from oec.policies.base import PolicyBuilder
-from oec.switch import ROLES, SwitchConfig, SwitchingPolicy
+from oec.switch import ROLES, RelabellingPolicy, SwitchConfig, SwitchingPolicy
 from oec.types import Task, Trajectory, Verdict
 from oec.verify import FilterConfig, apply_filters, verify
 
@@ -112,18 +113,26 @@ def _run_rollout_once(
     for role in roles:
         if builders[role] is None:
             raise ValueError(f"switch schedule {settings.switch.schedule!r} needs a {role} policy")
-    # k = 0 never calls the student: it is not built (the oracle and remote backends cost per build).
-    uses_student = "student" in roles and switch_step != 0
+    # k = 0 never calls the student unless the expert hands back: it is not built (the oracle and
+    # remote backends cost per build).
+    uses_student = "student" in roles and (switch_step != 0 or settings.switch.expert_turns is not None)
     expert_policy = expert(task, seed) if "expert" in roles and expert else None
     # An API expert that calls tools natively gets them as tool definitions, not as XML docs.
     native_tools = getattr(expert_policy, "native_tools", False)
-    policy = SwitchingPolicy(
-        student=student(task, seed) if uses_student and student else None,
-        expert=expert_policy,
-        switch_step=switch_step,
-        expert_system_prompt=settings.agent.prompts.render_expert_system(TOOL_DOCS, native_tools),
-        handover_after_format_errors=settings.switch.handover_after_format_errors,
-    )
+    expert_system_prompt = settings.agent.prompts.render_expert_system(TOOL_DOCS, native_tools)
+    policy: SwitchingPolicy | RelabellingPolicy
+    if settings.switch.mode == "dagger":
+        assert student is not None and expert is not None
+        policy = RelabellingPolicy(student(task, seed), lambda: expert(task, seed), expert_system_prompt)
+    else:
+        policy = SwitchingPolicy(
+            student=student(task, seed) if uses_student and student else None,
+            expert=expert_policy,
+            switch_step=switch_step,
+            expert_system_prompt=expert_system_prompt,
+            handover_after_format_errors=settings.switch.handover_after_format_errors,
+            expert_turns=settings.switch.expert_turns,
+        )
     started = time.monotonic()
     with make_sandbox(settings.env, task, sample_index) as sandbox:
         agent = settings.agent
@@ -143,6 +152,7 @@ def _run_rollout_once(
         patch=episode.patch,
         switch_step=switch_step,
         handover_turn=policy.handover_turn,
+        return_turn=policy.return_turn,
         verdict=verdict,
         split=task.split,
         timings={

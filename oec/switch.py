@@ -7,6 +7,14 @@ own system prompt in place of the student's. ``never`` gives pure student rollou
 so a reply with a format error counts too. If the student ends the episode before call k, the
 rollout is all-student; the sampled k and the real handover turn are both recorded.
 
+``intervene`` is intervene-and-return: the expert acts for ``expert_turns`` (K) model calls from k,
+then hands back and the student continues with the full history (still mode ``oec``: both authors,
+and the ``expert`` mask supervises the expert's K turns only); the turn the student acted again is
+recorded as ``return_turn``. ``dagger`` is DAgger relabelling (mode ``dagger``): the student acts for
+the whole episode and at each of its calls the expert is asked, with the same history and its own
+system prompt, what it would do; that reply is stored on the student's message as its ``label`` and
+never executed (:class:`RelabellingPolicy`).
+
 ``handover_after_format_errors`` is an adaptive-switching knob (off by default, as in the paper):
 when the student's last N replies in a row were format errors, the expert takes over early instead
 of letting the loop end the episode, so a weak student still yields corrected rollouts.
@@ -15,13 +23,13 @@ of letting the loop end the episode, so a weak student still yields corrected ro
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Annotated, ClassVar, Literal
 
 from oec.config import Above, AtLeast
 from oec.policies.base import Policy, Reply
-from oec.types import Author, Message, Mode, malformed_turns
+from oec.types import Author, Label, Message, Mode, malformed_turns
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,8 @@ class _Switching:
     handover_after_format_errors: Annotated[int, AtLeast(1)] | None = None
     """N: hand over early after N student format errors in a row (adaptive; off by default)."""
     mode: ClassVar[Mode] = "oec"
+    expert_turns: ClassVar[int | None] = None
+    """K: the expert hands back to the student after K model calls (None: it keeps the episode)."""
 
 
 @dataclass(frozen=True)
@@ -79,10 +89,37 @@ class Beta(_Window):
 
 
 @dataclass(frozen=True)
+class Intervene(_Window):
+    """Intervene and return: k ~ U{lo, ..., hi}; the expert acts for ``expert_turns`` model calls from
+    k, then hands back and the student continues to the end of the episode."""
+
+    expert_turns: Annotated[int, AtLeast(1)] = 5  # type: ignore[misc]
+    """K: model calls the expert makes before handing back."""
+    schedule: Literal["intervene"] = "intervene"
+
+    def sample(self, rng: random.Random) -> int:
+        return rng.randint(self.lo, self.hi)
+
+
+@dataclass(frozen=True)
+class Dagger:
+    """DAgger relabelling: the student acts throughout; the expert labels every student call."""
+
+    handover_after_format_errors: ClassVar[None] = None
+    expert_turns: ClassVar[None] = None
+    schedule: Literal["dagger"] = "dagger"
+    mode: ClassVar[Mode] = "dagger"
+
+    def sample(self, rng: random.Random) -> None:
+        return None
+
+
+@dataclass(frozen=True)
 class Never:
     """Student only: on-policy rollouts, and evaluation."""
 
     handover_after_format_errors: ClassVar[None] = None
+    expert_turns: ClassVar[None] = None
     schedule: Literal["never"] = "never"
     mode: ClassVar[Mode] = "on_policy"
 
@@ -95,6 +132,7 @@ class Always:
     """Expert from the first call (k = 0): behaviour-cloning data."""
 
     handover_after_format_errors: ClassVar[None] = None
+    expert_turns: ClassVar[None] = None
     schedule: Literal["always"] = "always"
     mode: ClassVar[Mode] = "bc"
 
@@ -102,22 +140,25 @@ class Always:
         return 0
 
 
-SwitchConfig = Uniform | Fixed | Beta | Never | Always
+SwitchConfig = Uniform | Fixed | Beta | Intervene | Dagger | Never | Always
 """The ``switch`` config group: one schedule, chosen by its ``schedule`` key. ``sample`` gives the
-model-call index at which the expert takes over (None: never); ``mode`` the data arm it produces."""
+model-call index at which the expert takes over (None: never); ``mode`` the data arm it produces;
+``expert_turns`` how many calls the expert makes before handing back (None: it keeps the episode)."""
 
 
 ROLES: dict[Mode, tuple[Author, ...]] = {
     "bc": ("expert",),
     "on_policy": ("student",),
     "oec": ("student", "expert"),
+    "dagger": ("student", "expert"),
 }
 """THE rule for which policies a mode needs (a single OEC rollout may still use one of them only:
 k = 0, or a student that ends before k)."""
 
 
 class SwitchingPolicy:
-    """Student for model calls before ``switch_step``, expert from then on.
+    """Student for model calls before ``switch_step``, expert from then on (for ``expert_turns``
+    calls, then the student again, when that is set).
 
     The expert sees the same history with its own system prompt in place of the student's; the
     stored conversation keeps the student's prompt, which is what training and inference use.
@@ -130,6 +171,7 @@ class SwitchingPolicy:
         switch_step: int | None,
         expert_system_prompt: str | None = None,
         handover_after_format_errors: int | None = None,
+        expert_turns: int | None = None,
     ) -> None:
         if switch_step is None and student is None:
             raise ValueError("a rollout that never switches needs a student policy")
@@ -137,17 +179,23 @@ class SwitchingPolicy:
             raise ValueError("a rollout that switches needs an expert policy")
         if switch_step is not None and switch_step > 0 and student is None:
             raise ValueError(f"switch step {switch_step} > 0 needs a student policy")
+        if expert_turns is not None and student is None:
+            raise ValueError("a rollout whose expert hands back needs a student policy")
         self.student = student
         self.expert = expert
         self.switch_step = switch_step
         self.expert_system_prompt = expert_system_prompt
         self.handover_after_format_errors = handover_after_format_errors
+        self.expert_turns = expert_turns
         self.handover_turn: int | None = None
+        self.return_turn: int | None = None
         self.name = "+".join(p.name for p in (student, expert) if p is not None)
 
     def _expert_turn(self, messages: Sequence[Message], turn: int) -> bool:
+        if self.return_turn is not None:
+            return False
         if self.handover_turn is not None:
-            return True
+            return self.expert_turns is None or turn < self.handover_turn + self.expert_turns
         if self.switch_step is not None and turn >= self.switch_step:
             return True
         limit = self.handover_after_format_errors
@@ -155,19 +203,57 @@ class SwitchingPolicy:
 
     @property
     def author(self) -> Author:
-        return "expert" if self.handover_turn is not None else "student"
+        return "expert" if self.handover_turn is not None and self.return_turn is None else "student"
 
     def act(self, messages: Sequence[Message], turn: int) -> Reply:
         if not self._expert_turn(messages, turn):
             assert self.student is not None
+            if self.handover_turn is not None and self.return_turn is None:
+                self.return_turn = turn
             return self.student.act(messages, turn)
         assert self.expert is not None
         if self.handover_turn is None:
             self.handover_turn = turn
-        if self.expert_system_prompt is not None and messages and messages[0].role == "system":
-            system = Message("system", self.expert_system_prompt, "system", messages[0].turn)
-            messages = [system, *messages[1:]]
-        return self.expert.act(messages, turn)
+        return self.expert.act(_expert_view(messages, self.expert_system_prompt), turn)
+
+
+class RelabellingPolicy:
+    """DAgger relabelling: the student acts at every call; the expert's reply to the same history
+    (with its own system prompt) is attached to the student's reply as its :class:`~oec.types.Label`
+    and never executed.
+
+    ``expert`` builds a fresh expert policy for each labelled state, so a stateful expert (the
+    scripted oracle, whose plan assumes its earlier actions were executed) acts from that state as
+    if taking over there, the way ``analysis/token_metrics.py`` queries it; a model backend answers
+    from the messages alone either way. An expert call that fails ends the episode as a student call
+    would (``api_error`` or ``context_limit``).
+    """
+
+    handover_turn: None = None
+    return_turn: None = None
+
+    def __init__(
+        self, student: Policy, expert: Callable[[], Policy], expert_system_prompt: str | None = None
+    ) -> None:
+        self.student = student
+        self.expert = expert()
+        """One built expert, for its name and its tool style; each label comes from a fresh one."""
+        self._build_expert = expert
+        self.expert_system_prompt = expert_system_prompt
+        self.author: Author = "student"
+        self.name = f"{student.name}+{self.expert.name}"
+
+    def act(self, messages: Sequence[Message], turn: int) -> Reply:
+        reply = self.student.act(messages, turn)
+        label = self._build_expert().act(_expert_view(messages, self.expert_system_prompt), turn)
+        return replace(reply, label=Label(label.content, label.author, label.usage))
+
+
+def _expert_view(messages: Sequence[Message], expert_system_prompt: str | None) -> Sequence[Message]:
+    """``messages`` with the expert's system prompt in place of the student's (when one is given)."""
+    if expert_system_prompt is None or not messages or messages[0].role != "system":
+        return messages
+    return [Message("system", expert_system_prompt, "system", messages[0].turn), *messages[1:]]
 
 
 def _trailing_format_errors(messages: Sequence[Message]) -> int:

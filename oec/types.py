@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the trajectory record layout. 2 added ``Message.kind``; 3 added ``Verdict.status`` and
 the exit status ``patch_too_large``; 4 added a model call's record on its assistant message
 (``Message.usage``, ``raw``, ``retries``), the exit statuses ``cost_limit`` and ``api_error`` and
-``Trajectory.exit_detail``. Older records load: a version-1 record gets the kind of its
+``Trajectory.exit_detail``; 5 added the mode ``dagger`` with the expert's label on a student's
+assistant message (``Message.label``) and ``Trajectory.return_turn`` (the expert hands back). Older
+records load: a version-1 record gets the kind of its
 environment messages inferred from their text (see :data:`V1_FORMAT_ERROR_PREFIX`), and a verdict
 without a status is ``graded``, as every verdict was before 3. A record keeps its ``schema_version``
 as read, so a kind that was inferred, never recorded, stays recognisable. Version 3 exists so that
@@ -36,7 +38,10 @@ EnvKind = Literal["observation", "format_error", "invalid_call"]
 well-formed tool call (``format_error``, ``oec.agent.actions.FormatError``), or a call that parsed
 but was rejected, e.g. an unknown tool or bad arguments (``invalid_call``,
 ``oec.agent.tools.InvalidToolCall``)."""
-Mode = Literal["bc", "on_policy", "oec"]
+Mode = Literal["bc", "on_policy", "oec", "dagger"]
+"""The data arm a rollout belongs to: ``bc`` (expert only), ``on_policy`` (student only), ``oec``
+(student, then expert, possibly handing back) and ``dagger`` (the student acts throughout; at each of
+its calls the expert's reply to the same history is stored as a :class:`Label`, never executed)."""
 ExitStatus = Literal[
     "submitted",
     "call_limit",
@@ -222,6 +227,35 @@ resampled rather than retried)."""
 
 
 @dataclass(frozen=True)
+class Label:
+    """What the expert would have done at a student's model call (DAgger relabelling): its reply to
+    the same history, stored on the student's assistant message and never executed. ``author`` is
+    the label's provenance (always the expert today); ``usage`` the labelling call's tokens and cost."""
+
+    content: str
+    author: Author = "expert"
+    usage: Usage | None = None
+
+    def __post_init__(self) -> None:
+        if self.author not in MODEL_AUTHORS:
+            raise SchemaError(f"label: field 'author' must be one of {MODEL_AUTHORS}, got {self.author!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"content": self.content, "author": self.author}
+        if self.usage is not None:
+            data["usage"] = self.usage.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Label:
+        return cls(
+            content=_require(data, "content", str, "label"),
+            author=_require(data, "author", str, "label"),
+            usage=None if data.get("usage") is None else Usage.from_dict(data["usage"]),
+        )
+
+
+@dataclass(frozen=True)
 class Message:
     """One chat message with its provenance.
 
@@ -233,7 +267,8 @@ class Message:
     ``kind`` (:data:`EnvKind`) is set on environment messages and only on those. An assistant message
     may carry the record of the call that produced it: ``usage`` (tokens and cost), ``raw`` (a
     native-API reply as the API returned it, kept for audit when ``content`` is its rendering in the
-    student's format) and ``retries`` (the failed attempts before it).
+    student's format) and ``retries`` (the failed attempts before it). A student's assistant message
+    in a ``dagger`` rollout carries the expert's ``label`` for that state (and only such a message).
     """
 
     role: Role
@@ -244,6 +279,7 @@ class Message:
     usage: Usage | None = None
     raw: dict[str, Any] | None = None
     retries: tuple[CallRetry, ...] = ()
+    label: Label | None = None
 
     def __post_init__(self) -> None:
         if self.author not in AUTHORS:
@@ -266,6 +302,10 @@ class Message:
                 f"message: fields 'usage', 'raw' and 'retries' are for assistant messages only "
                 f"(author {self.author!r})"
             )
+        if self.label is not None and (self.role != "assistant" or self.author != "student"):
+            raise SchemaError(
+                f"message: field 'label' is for student assistant messages only (author {self.author!r})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON; a call record's fields appear only when set, so observations stay small."""
@@ -282,6 +322,8 @@ class Message:
             data["raw"] = self.raw
         if self.retries:
             data["retries"] = [r.to_dict() for r in self.retries]
+        if self.label is not None:
+            data["label"] = self.label.to_dict()
         return data
 
     @classmethod
@@ -295,6 +337,7 @@ class Message:
             usage=None if data.get("usage") is None else Usage.from_dict(data["usage"]),
             raw=data.get("raw"),
             retries=tuple(CallRetry.from_dict(r) for r in data.get("retries") or ()),
+            label=None if data.get("label") is None else Label.from_dict(data["label"]),
         )
 
 
@@ -358,7 +401,9 @@ class Trajectory:
 
     ``switch_step`` is the sampled k (the expert takes over at model call k; None when the schedule
     never switches); ``handover_turn`` is the model call at which the expert really acted first
-    (None when it never did, e.g. the student submitted before k). ``accepted`` is resolved and
+    (None when it never did, e.g. the student submitted before k); ``return_turn`` is the model call at
+    which the student acted again after the expert handed back (intervene-and-return schedules; None
+    when the expert kept the episode or it ended first). ``accepted`` is resolved and
     not filtered; rejected trajectories are stored too, with their ``filter_reasons``.
     """
 
@@ -372,6 +417,7 @@ class Trajectory:
     patch: str
     switch_step: int | None = None
     handover_turn: int | None = None
+    return_turn: int | None = None
     verdict: Verdict | None = None
     filter_reasons: list[str] = field(default_factory=list)
     accepted: bool = False
@@ -406,8 +452,9 @@ class Trajectory:
 
     @property
     def cost_usd(self) -> float:
-        """What the rollout's model calls cost (the sum of its messages' ``usage.cost_usd``)."""
-        return sum(m.usage.cost_usd for m in self.messages if m.usage is not None)
+        """What the rollout's model calls cost (the sum of its messages' and labels' ``usage.cost_usd``)."""
+        usages = [m.usage for m in self.messages] + [m.label.usage for m in self.messages if m.label]
+        return sum(u.cost_usd for u in usages if u is not None)
 
     @property
     def retries(self) -> list[CallRetry]:
@@ -448,6 +495,7 @@ class Trajectory:
             patch=_require(data, "patch", str, where),
             switch_step=data.get("switch_step"),
             handover_turn=data.get("handover_turn"),
+            return_turn=data.get("return_turn"),
             verdict=None if verdict is None else Verdict.from_dict(verdict),
             filter_reasons=list(data.get("filter_reasons") or []),
             accepted=bool(data.get("accepted", False)),

@@ -3,7 +3,9 @@
 The page lists every trajectory (task, mode, exit status, verdict, acceptance, cost, switch and
 handover turns) with filters by task, mode, resolved and accepted, and shows one trajectory at a
 time: its messages coloured by author (system, user, env, student, expert), the expert's handover
-marked before the turn where it first acted, and the tokens training supervises highlighted.
+marked before the turn where it first acted (and the hand-back before the student's next turn), a
+DAgger label shown under the student's reply it relabels, and the tokens training supervises
+highlighted (for a DAgger trajectory: each label's tokens in its own per-turn example).
 
 Supervision comes from the one function that makes training examples
 (:func:`oec.data.render.render_many`) with the student's real tokenizer, the chosen ``--mask`` and
@@ -35,7 +37,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from oec.data.mix import RENDER_CHUNK
-from oec.data.render import MASK_POLICIES, Example, MaskPolicy, RenderError, render_many
+from oec.data.render import MASK_POLICIES, Example, MaskPolicy, RenderError, render_many, training_views
 from oec.store import StoreError, read_trajectories
 from oec.student import StudentModel
 from oec.types import Trajectory
@@ -43,9 +45,12 @@ from oec.types import Trajectory
 PAGE_TEMPLATE = (Path(__file__).parent / "viewer.html").read_text(encoding="utf-8")
 
 
-def _messages(trajectory: Trajectory, example: Example | None) -> list[dict[str, Any]]:
+def _messages(
+    trajectory: Trajectory, example: Example | None, labels: dict[int, Example | RenderError]
+) -> list[dict[str, Any]]:
     """Messages as the page reads them; ``s``: supervised tokens (absent: not supervised), ``x``:
-    ``max_seq_len`` cut the example before this message, so training never sees it."""
+    ``max_seq_len`` cut the example before this message, so training never sees it; ``l``: a DAgger
+    label, ``ls`` its supervised tokens in its own example, ``lr`` why that example was refused."""
     spans = {span.message_index: span for span in example.spans} if example else {}
     cut_after = max(spans) if example is not None and example.truncated else None
     rows = []
@@ -58,12 +63,33 @@ def _messages(trajectory: Trajectory, example: Example | None) -> list[dict[str,
             row["s"] = span.end - span.start
         if cut_after is not None and index > cut_after:
             row["x"] = True
+        if message.label is not None:
+            row["l"] = message.label.content
+            labelled = labels.get(index)
+            if isinstance(labelled, Example):
+                row["ls"] = next(s.end - s.start for s in labelled.spans if s.message_index == index)
+            elif labelled is not None:
+                row["lr"] = labelled.reason
         rows.append(row)
     return rows
 
 
-def page_record(trajectory: Trajectory, result: Example | RenderError) -> dict[str, Any]:
-    """One trajectory's entry in the page's data: its bookkeeping, its messages, its supervision."""
+def page_record(
+    trajectory: Trajectory,
+    result: Example | RenderError,
+    labels: dict[int, Example | RenderError] | None = None,
+) -> dict[str, Any]:
+    """One trajectory's entry in the page's data: its bookkeeping, its messages, its supervision.
+
+    ``result`` is the trajectory rendered whole; ``labels`` (a DAgger trajectory under a mask that
+    trains on the expert: :func:`oec.data.render.training_views`) the example of each labelled
+    message, by message index, which then stand for the trajectory's supervision.
+    """
+    if labels:
+        examples = [e for e in labels.values() if isinstance(e, Example)]
+        if examples:
+            return _labelled_record(trajectory, examples, labels)
+        result = next(iter(labels.values()))
     example = result if isinstance(result, Example) else None
     verdict = trajectory.verdict
     return {
@@ -82,12 +108,29 @@ def page_record(trajectory: Trajectory, result: Example | RenderError) -> dict[s
         "cost": trajectory.cost_usd,
         "switch_step": trajectory.switch_step,
         "handover": trajectory.handover_turn,
+        "return": trajectory.return_turn,
         "tokens": None if example is None else example.num_tokens,
         "supervised": 0 if example is None else example.num_supervised,
         "truncated": example is not None and example.truncated,
         "refused": None if example is not None else f"{result.reason}: {result}",
-        "messages": _messages(trajectory, example),
+        "examples": 0 if example is None else 1,
+        "messages": _messages(trajectory, example, labels or {}),
     }
+
+
+def _labelled_record(
+    trajectory: Trajectory, examples: list[Example], labels: dict[int, Example | RenderError]
+) -> dict[str, Any]:
+    """:func:`page_record` of a DAgger trajectory whose labels made ``examples``: its totals are theirs."""
+    record = page_record(trajectory, examples[0])
+    record.update(
+        tokens=sum(e.num_tokens for e in examples),
+        supervised=sum(e.num_supervised for e in examples),
+        truncated=any(e.truncated for e in examples),
+        examples=len(examples),
+        messages=_messages(trajectory, None, labels),
+    )
+    return record
 
 
 def page_records(
@@ -98,7 +141,13 @@ def page_records(
 
     def flush() -> Iterator[dict[str, Any]]:
         for trajectory, result in zip(chunk, render_many(chunk, tokenizer, mask, max_seq_len), strict=True):
-            yield page_record(trajectory, result)
+            views = training_views(trajectory, mask)
+            if views == [trajectory]:
+                yield page_record(trajectory, result)
+                continue
+            labelled = [i for i, m in enumerate(trajectory.messages) if m.label is not None]
+            labels = dict(zip(labelled, render_many(views, tokenizer, mask, max_seq_len), strict=True))
+            yield page_record(trajectory, result, labels)
         chunk.clear()
 
     for trajectory in trajectories:

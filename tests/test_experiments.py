@@ -29,7 +29,7 @@ from oec.train import load_settings
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ARMS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml") if p.stem != "demo")
 SCALES = {"tiny": "tiny", "qwen2.5-coder-7b": "7b", "qwen2.5-coder-32b": "32b"}
-MODES = {"bc": "bc", "on_policy": "on_policy"}
+MODES = {"bc": "bc", "on_policy": "on_policy", "dagger": "dagger"}
 """The rollout mode of each arm that is not OEC."""
 MASKS = {"oec_no_mask": "assistant"}
 """The loss mask of each arm that does not train on the expert's turns only."""

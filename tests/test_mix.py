@@ -252,8 +252,8 @@ def test_too_long_examples_are_refused_or_cut(stores, tokenizer):
 
 def test_config_errors_name_the_key():
     good = {"store": "x", "arm": "bc"}
-    with pytest.raises(ConfigError, match=r"^data\.sources\[1\]\.arm: 'dagger' is not one of"):
-        config(good, {"store": "y", "arm": "dagger"})
+    with pytest.raises(ConfigError, match=r"^data\.sources\[1\]\.arm: 'reinforce' is not one of"):
+        config(good, {"store": "y", "arm": "reinforce"})
     with pytest.raises(ConfigError, match=r"^data\.sources\[0\]\.weight: must be >= 0"):
         config({**good, "weight": -1})
     with pytest.raises(ConfigError, match=r"^data\.val_fraction: must be < 1"):

@@ -9,8 +9,8 @@ import pytest
 
 from oec.config import ConfigError, parse
 from oec.policies.scripted import ScriptedPolicy
-from oec.switch import Beta, SwitchConfig, SwitchingPolicy, Uniform
-from oec.types import Author, Message
+from oec.switch import Beta, RelabellingPolicy, SwitchConfig, SwitchingPolicy, Uniform
+from oec.types import Author, Label, Message
 
 
 def speaker(name: str, author: Author) -> ScriptedPolicy:
@@ -43,13 +43,20 @@ def test_beta_is_late_biased_and_bounded() -> None:
 
 @pytest.mark.parametrize(
     ("schedule", "mode", "k"),
-    [("never", "on_policy", None), ("always", "bc", 0), ("fixed", "oec", 7), ("uniform", "oec", None)],
+    [
+        ("never", "on_policy", None),
+        ("always", "bc", 0),
+        ("fixed", "oec", 7),
+        ("uniform", "oec", None),
+        ("intervene", "oec", None),
+        ("dagger", "dagger", None),
+    ],
 )
 def test_modes_follow_the_schedule(schedule: str, mode: str, k: int | None) -> None:
     node = {"schedule": schedule, **({"k": 7} if schedule == "fixed" else {})}
     config = parse(SwitchConfig, node, "switch")
     assert config.mode == mode
-    if schedule != "uniform":
+    if schedule not in ("uniform", "intervene"):
         assert config.sample(random.Random(0)) == k
 
 
@@ -66,6 +73,9 @@ def test_modes_follow_the_schedule(schedule: str, mode: str, k: int | None) -> N
             {"schedule": "never", "handover_after_format_errors": 2},
             "switch.handover_after_format_errors: belongs",
         ),
+        ({"schedule": "intervene", "expert_turns": 0}, "switch.expert_turns: must be >= 1"),
+        ({"schedule": "uniform", "expert_turns": 3}, "switch.expert_turns: belongs to schedule='intervene'"),
+        ({"schedule": "dagger", "k": 1}, "switch.k: belongs to schedule='fixed'"),
     ],
 )
 def test_bad_switch_config_names_the_key(node: dict, key: str) -> None:
@@ -123,3 +133,50 @@ def test_adaptive_handover_after_consecutive_format_errors() -> None:
 def test_adaptive_handover_needs_an_expert() -> None:
     policy = SwitchingPolicy(speaker("s", "student"), None, switch_step=None, handover_after_format_errors=1)
     assert policy.act(format_error_streak(3), 4).author == "student"
+
+
+def test_the_expert_hands_back_after_its_turns() -> None:
+    student, expert = speaker("s", "student"), speaker("e", "expert")
+    policy = SwitchingPolicy(
+        student, expert, switch_step=1, expert_system_prompt="expert prompt", expert_turns=2
+    )
+    authors = [policy.act(conversation(calls), calls).author for calls in range(6)]
+    assert authors == ["student", "expert", "expert", "student", "student", "student"]
+    assert (policy.handover_turn, policy.return_turn) == (1, 3)
+    assert [turn for turn, _ in student.calls] == [0, 3, 4, 5]
+    assert all(shown[0].content == "student prompt" for _, shown in student.calls)
+    with pytest.raises(ValueError, match="hands back needs a student"):
+        SwitchingPolicy(None, expert, switch_step=0, expert_turns=2)
+
+
+def test_no_return_when_the_episode_ends_during_the_experts_turns() -> None:
+    policy = SwitchingPolicy(speaker("s", "student"), speaker("e", "expert"), switch_step=0, expert_turns=5)
+    assert [policy.act(conversation(calls), calls).author for calls in range(3)] == ["expert"] * 3
+    assert (policy.handover_turn, policy.return_turn) == (0, None)
+
+
+def test_relabelling_acts_as_the_student_and_labels_with_a_fresh_expert() -> None:
+    student = speaker("s", "student")
+    built: list[ScriptedPolicy] = []
+
+    def expert() -> ScriptedPolicy:
+        built.append(ScriptedPolicy(["expert label"], author="expert", name="e"))
+        return built[-1]
+
+    policy = RelabellingPolicy(student, expert, expert_system_prompt="expert prompt")
+    assert policy.name == "s+e" and policy.author == "student"
+    for calls in range(3):
+        reply = policy.act(conversation(calls), calls)
+        assert (reply.author, reply.content) == ("student", "s speaks")
+        assert (
+            reply.label is not None
+            and reply.label.author == "expert"
+            and reply.label.content == "expert label"
+        )
+        assert reply.label.usage is not None and reply.label.usage.completion_tokens > 0
+        seen = built[-1].calls[0][1]
+        assert seen[0].content == "expert prompt" and seen[1:] == conversation(calls)[1:]
+    assert len(built) == 4  # one for the name, one per labelled state
+    assert all(shown[0].content == "student prompt" for _, shown in student.calls)
+    assert (policy.handover_turn, policy.return_turn) == (None, None)
+    assert Label("x") == Label("x", "expert", None)

@@ -7,6 +7,7 @@ script ran), with the page's state in the URL fragment: a filter there changes t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ import pytest
 from oec.chat import load_tokenizer
 from oec.store import TrajectoryStore, main
 from oec.student import StudentModel
-from oec.types import Message, Trajectory, Verdict
+from oec.types import Label, Message, Trajectory, Verdict
 from oec.viewer import write_view
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -176,3 +177,82 @@ def test_command_line_writes_the_page(tmp_path: Path, page: Path) -> None:
     ]
     assert first["messages"][3]["c"] == HOSTILE
     assert main(["view", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+@pytest.fixture(scope="module")
+def relabelled_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DAgger trajectory (each student reply labelled) and an intervene-and-return one."""
+    opening = [Message("system", "You are an agent.", "system", -1), Message("user", "Fix it.", "user", -1)]
+    observation = Message("user", "OBSERVATION:\nREADME", "env", 0, kind="observation")
+    dagger = Trajectory(
+        instance_id="task-d",
+        sample_index=0,
+        mode="dagger",
+        seed=0,
+        messages=[
+            *opening,
+            Message("assistant", LOOK, "student", 0, label=Label(SUBMIT)),
+            observation,
+            Message("assistant", SUBMIT, "student", 1, label=Label(LOOK)),
+        ],
+        models={"student": "tiny", "expert": "oracle"},
+        exit_status="submitted",
+        patch="",
+        verdict=Verdict(resolved=False),
+    )
+    returned = Trajectory(
+        instance_id="task-i",
+        sample_index=0,
+        mode="oec",
+        seed=0,
+        messages=[
+            *opening,
+            Message("assistant", LOOK, "student", 0),
+            observation,
+            Message("assistant", LOOK, "expert", 1),
+            dataclasses.replace(observation, turn=1),
+            Message("assistant", SUBMIT, "student", 2),
+        ],
+        models={"student": "tiny", "expert": "oracle"},
+        exit_status="submitted",
+        patch="",
+        switch_step=1,
+        handover_turn=1,
+        return_turn=2,
+        verdict=Verdict(resolved=False),
+    )
+    root = tmp_path_factory.mktemp("relabelled")
+    with TrajectoryStore.open(root / "store", {"seed": 0}) as store:
+        store.append(dagger)
+        store.append(returned)
+    out = root / "view.html"
+    assert write_view(root / "store", out, load_tokenizer(), StudentModel("tiny", "tiny"), "expert") == 2
+    return out
+
+
+@pytest.mark.slow
+def test_dagger_labels_show_under_the_student_replies_with_their_own_supervision(
+    relabelled_page: Path,
+) -> None:
+    tokenizer = load_tokenizer()
+    counts = [len(tokenizer.encode(text + "<|im_end|>")) for text in (SUBMIT, LOOK)]
+    shown = dom(relabelled_page, "open=0")
+    heads = [e["text"] for e in shown.with_class("head") if e["text"].startswith("expert label")]
+    assert heads == [f"expert label (not executed) · {n} supervised tokens" for n in counts]
+    first = shown.elements.index(shown.with_class("msg")[0])
+    supervised = [s["text"] for s in shown.with_class("supervised") if shown.elements.index(s) > first]
+    assert supervised == [SUBMIT, "<|im_end|>", LOOK, "<|im_end|>"]
+    training = shown.with_class("meta-training")[0]["text"]
+    assert f"{sum(counts)} of" in training and "in 2 examples" in training
+
+
+@pytest.mark.slow
+def test_the_hand_back_is_marked_before_the_students_next_turn(relabelled_page: Path) -> None:
+    shown = dom(relabelled_page, "open=1")
+    messages = shown.with_class("msg")
+    (handback,) = shown.with_class("handback")
+    assert "turn 2" in handback["text"]
+    assert (
+        shown.elements.index(messages[5]) < shown.elements.index(handback) < shown.elements.index(messages[6])
+    )
+    assert shown.with_class("meta-return")[0]["text"] == "2"

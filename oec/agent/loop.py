@@ -1,12 +1,13 @@
 """The agent loop: one episode of a policy acting in a sandbox through tools.
 
 The loop is deliberately small and knows nothing about OEC: a ``SwitchingPolicy`` decides who
-speaks, and every reply carries its author. An episode ends by an :class:`EpisodeEnd` carrying its
-exit status: ``submitted``, ``call_limit`` (per author, like the reference's per-model limit),
-``context_limit``, ``format_errors`` (too many consecutive unparseable or invalid calls) or
-``wall_time``, ``cost_limit`` (the rollout's calls cost ``max_cost_usd``), ``api_error`` (a model
-call failed for good; ``Episode.detail`` says why), or ``patch_too_large`` when the submission
-exceeds ``max_patch_bytes``. Every
+speaks, and every reply carries its author (and, in DAgger rollouts, the expert's label, which is
+recorded on the message and counted in the spend and token counts, never executed). An episode ends
+by an :class:`EpisodeEnd` carrying its exit status: ``submitted``, ``call_limit`` (per author, like
+the reference's per-model limit), ``context_limit``, ``format_errors`` (too many consecutive
+unparseable or invalid calls) or ``wall_time``, ``cost_limit`` (the rollout's calls cost
+``max_cost_usd``), ``api_error`` (a model call failed for good; ``Episode.detail`` says why), or
+``patch_too_large`` when the submission exceeds ``max_patch_bytes``. Every
 environment message records its kind (``observation``, ``format_error`` for a
 reply that does not parse as one call, ``invalid_call`` for a call the toolbox rejects), so nothing
 downstream re-derives from the text whether a call was malformed. The patch is taken in one place,
@@ -114,12 +115,16 @@ def run_episode(
                 raise EpisodeEnd("api_error", f"model call {turn}: {exc}", exc.retries) from exc
             calls[reply.author] += 1
             usage = reply.usage
-            cost_usd += usage.cost_usd
-            tokens[f"{reply.author}_prompt"] += usage.prompt_tokens
-            tokens[f"{reply.author}_completion"] += usage.completion_tokens
-            if usage.cache_read_tokens or usage.cache_write_tokens:
-                tokens[f"{reply.author}_cache_read"] += usage.cache_read_tokens
-                tokens[f"{reply.author}_cache_write"] += usage.cache_write_tokens
+            spent = [(reply.author, usage)]
+            if reply.label is not None and reply.label.usage is not None:
+                spent.append((reply.label.author, reply.label.usage))
+            for author, call_usage in spent:
+                cost_usd += call_usage.cost_usd
+                tokens[f"{author}_prompt"] += call_usage.prompt_tokens
+                tokens[f"{author}_completion"] += call_usage.completion_tokens
+                if call_usage.cache_read_tokens or call_usage.cache_write_tokens:
+                    tokens[f"{author}_cache_read"] += call_usage.cache_read_tokens
+                    tokens[f"{author}_cache_write"] += call_usage.cache_write_tokens
             messages.append(
                 Message(
                     "assistant",
@@ -129,6 +134,7 @@ def run_episode(
                     usage=usage,
                     raw=reply.raw,
                     retries=reply.retries,
+                    label=reply.label,
                 )
             )
             try:

@@ -1,6 +1,7 @@
 """Typed config of an SFT data mix (Hydra group ``data``) and of its loss mask (group ``mask``).
 
-A mix is a list of sources, each a trajectory store read as one arm (``bc``, ``on_policy``, ``oec``),
+A mix is a list of sources, each a trajectory store read as one arm (``bc``, ``on_policy``, ``oec``,
+``dagger``),
 plus the rules that turn their trajectories into examples: which turns are supervised, which
 trajectories are kept, how many per instance, the train/val split and what history is shown.
 Stores are named by arm under ``data.stores_dir`` (one folder per model scale), so a mix names arms,
@@ -65,7 +66,8 @@ class DataConfig:
     per_instance_cap: Annotated[int, AtLeast(1)] | None = None
     """At most this many examples per task instance and source (a seeded choice); null: no cap."""
     accepted_only: bool = True
-    """Keep only trajectories that were resolved and passed the filters."""
+    """Keep only trajectories that were resolved and passed the filters (the DAgger mix turns it off:
+    its labels are right whatever the student's outcome, see conf/data/dagger.yaml)."""
     dedupe: bool = True
     """Drop an example whose rendered ids and mask equal an earlier one of the same instance (any source)."""
     val_fraction: Annotated[float, AtLeast(0), Below(1)] = 0.05

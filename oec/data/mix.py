@@ -1,7 +1,8 @@
 """Build an SFT data mix: trajectory stores -> rendered examples, selected, split and summarised.
 
 For each source (a store read as one arm), in order: read its trajectories; keep those of the
-source's arm (and, by default, only accepted ones); render them with the loss mask
+source's arm (and, by default, only accepted ones); split a DAgger trajectory into one view per
+labelled turn (:func:`oec.data.render.training_views`); render them with the loss mask
 (:func:`oec.data.render.render_many`; refusals are counted by reason); drop duplicates (same instance,
 same ids and mask, across all sources, first source wins, even if a cap below later drops that
 first copy); cap examples per instance; cap examples per source. The surviving examples are split
@@ -35,7 +36,7 @@ from transformers import PreTrainedTokenizerBase
 
 from oec.chat import student_view
 from oec.data.config import DataConfig, SourceConfig
-from oec.data.render import REFUSAL_REASONS, Example, RenderError, render_many
+from oec.data.render import REFUSAL_REASONS, Example, RenderError, render_many, training_views
 from oec.store import StoreError, read_trajectories
 from oec.student import StudentModel
 from oec.types import Trajectory
@@ -252,10 +253,11 @@ def _select_source(
         elif config.accepted_only and not trajectory.accepted:
             stats.not_accepted += 1
         elif config.history == "elided" and student is not None:
-            view = student_view(trajectory.messages, student.last_n_observations)
-            kept.append(dataclasses.replace(trajectory, messages=view))
+            for part in training_views(trajectory, mask):
+                view = student_view(part.messages, student.last_n_observations)
+                kept.append(dataclasses.replace(part, messages=view))
         else:
-            kept.append(trajectory)
+            kept += training_views(trajectory, mask)
     examples: list[Example] = []
     refusals: list[str] = []
     max_seq_len = student.max_seq_len if student is not None else None

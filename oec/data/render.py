@@ -24,12 +24,20 @@ Over-long policy (``max_seq_len``): an example longer than ``max_seq_len`` token
 the closing ``<|im_end|>`` of the last supervised turn that fits; later turns are dropped (and
 counted in ``Example.dropped_turns``). If no supervised turn fits, the example is refused.
 
+DAgger trajectories (mode ``dagger``, :class:`oec.types.Label` on each student turn) are not rendered
+whole under a mask that trains on expert turns: :func:`training_views` turns one into one view per
+labelled turn, the real history before that student turn (unsupervised) followed by the expert's
+label as the last assistant message (author ``expert``, supervised). The student's own reply at that
+turn is never shown (under ``assistant`` the view's earlier student turns are supervised too). Under
+the ``student`` mask a DAgger trajectory renders whole, like on-policy data.
+
 Refusals raise :class:`RenderError` whose ``reason`` is one of ``REFUSAL_REASONS``, so callers can
 count them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -37,7 +45,7 @@ from typing import Literal, get_args
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from oec.types import Trajectory
+from oec.types import Message, Trajectory
 
 MaskPolicy = Literal["expert", "assistant", "student"]
 MASK_POLICIES: tuple[str, ...] = get_args(MaskPolicy)
@@ -102,6 +110,21 @@ class Example:
     @property
     def name(self) -> str:
         return f"{self.instance_id}#{self.sample_index}"
+
+
+def training_views(trajectory: Trajectory, mask: MaskPolicy) -> list[Trajectory]:
+    """What is rendered of ``trajectory`` under ``mask``: itself, or for a DAgger trajectory under a
+    mask that trains on expert turns, one view per labelled student turn (see the module docstring),
+    in turn order. A DAgger trajectory without labels (e.g. an infra error) yields no view."""
+    if trajectory.mode != "dagger" or "expert" not in _TRAINED_AUTHORS[mask]:
+        return [trajectory]
+    views = []
+    for index, message in enumerate(trajectory.messages):
+        if message.label is None:
+            continue
+        label = Message("assistant", message.label.content, message.label.author, message.turn)
+        views.append(dataclasses.replace(trajectory, messages=[*trajectory.messages[:index], label]))
+    return views
 
 
 def _mask_runs(mask: list[int]) -> list[tuple[int, int]]:

@@ -1,8 +1,10 @@
 """``python -m oec.store export STORE --format hf|jsonl --out DIR``: a store as a dataset other trainers read.
 
-One row per trajectory, carrying both conventions other trainers use, made by the one function that
-makes our own training examples (:func:`oec.data.render.render_many`), so an exported row is exactly
-what ``oec.train`` would train on with the same mask, history view and ``model.max_seq_len``:
+One row per trajectory (per labelled turn of a DAgger trajectory under a mask that trains on the
+expert: :func:`oec.data.render.training_views`), carrying both conventions other trainers use, made
+by the one function that makes our own training examples (:func:`oec.data.render.render_many`), so an
+exported row is exactly what ``oec.train`` would train on with the same mask, history view and
+``model.max_seq_len``:
 
 - ``messages``: ``role``, ``content``, ``author``, ``turn``, ``kind`` and a per-message ``train``
   flag (the axolotl / LLaMA-Factory convention): true for the assistant turns the mask supervises
@@ -55,7 +57,15 @@ from transformers import PreTrainedTokenizerBase
 from oec.chat import load_student_tokenizer, student_view
 from oec.config import ConfigError, parse
 from oec.data.mix import RENDER_CHUNK
-from oec.data.render import MASK_POLICIES, REFUSAL_REASONS, Example, MaskPolicy, RenderError, render_many
+from oec.data.render import (
+    MASK_POLICIES,
+    REFUSAL_REASONS,
+    Example,
+    MaskPolicy,
+    RenderError,
+    render_many,
+    training_views,
+)
 from oec.store import StoreError, read_records
 from oec.student import StudentModel
 from oec.types import Trajectory
@@ -182,12 +192,13 @@ def export_rows(
         if accepted_only and not trajectory.accepted:
             summary.not_accepted += 1
             continue
-        if history == "elided":
-            view = student_view(trajectory.messages, student.last_n_observations)
-            trajectory = dataclasses.replace(trajectory, messages=view)
-        chunk.append((trajectory, provenance))
-        if len(chunk) == RENDER_CHUNK:
-            yield rendered()
+        for part in training_views(trajectory, mask):
+            if history == "elided":
+                view = student_view(part.messages, student.last_n_observations)
+                part = dataclasses.replace(part, messages=view)
+            chunk.append((part, provenance))
+            if len(chunk) == RENDER_CHUNK:
+                yield rendered()
     if chunk:
         yield rendered()
 

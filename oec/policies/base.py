@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from oec.types import Author, CallRetry, Message, Task, Usage
+from oec.types import Author, CallRetry, Label, Message, Task, Usage
 
 
 class ContextLimitExceeded(RuntimeError):
@@ -36,7 +36,8 @@ class PolicyCallFailed(RuntimeError):
 class Reply:
     """One model call's output: the text in the student's action format, who wrote it, and what it
     cost; ``raw`` is a native-API reply as returned (when ``content`` is its rendering), ``retries``
-    the failed attempts before it."""
+    the failed attempts before it; ``label`` the expert's unexecuted reply to the same history
+    (DAgger relabelling, ``oec.switch.RelabellingPolicy``), which the loop stores on the message."""
 
     content: str
     author: Author
@@ -44,6 +45,7 @@ class Reply:
     usage: Usage
     raw: dict[str, Any] | None = None
     retries: tuple[CallRetry, ...] = ()
+    label: Label | None = None
 
 
 class Policy(Protocol):
