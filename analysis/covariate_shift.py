@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="K",
-        help="project each turn's embeddings onto K principal components",
+        help="project each turn's pooled embeddings onto K principal components (a model's hidden states "
+        "on a CPU: e.g. 32; fits cost O(d^3) per replicate)",
     )
     parser.add_argument("--drop-first-turn", action="store_true", help="leave turn 0 out of the analysis")
     parser.add_argument(
