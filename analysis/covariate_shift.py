@@ -294,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         embed = build_embedder(args)
         views = tuple(VIEWS) if args.view == "both" else (args.view,)
         metrics = default_metrics(args.smoothing) + embedding_metrics(embed, views, args.ridge, args.pca)
-        if "note" in embed.info:
-            console.print(f"embedder: {embed.info['name']} ({embed.info['note']})")
+        about = embed.info.get("note") or embed.info.get("model")
+        console.print(f"embedder: {embed.info['name']}" + (f" ({about})" if about else ""))
         specs = [
             GroupSpec(
                 name,
