@@ -211,7 +211,7 @@ def frechet_metric(
     embed: Embedder, ridge: float = 1e-3, view: str = "assistant", pca: int | None = None
 ) -> EmbeddingMetric:
     return EmbeddingMetric(
-        f"frechet_{view}", f"Frechet distance of {view} embeddings", embed, frechet_distance, ridge, view, pca
+        f"frechet_{view}", f"Frechet distance, {view} embeddings", embed, frechet_distance, ridge, view, pca
     )
 
 
@@ -220,7 +220,7 @@ def gaussian_kl_metric(
 ) -> EmbeddingMetric:
     return EmbeddingMetric(
         f"gaussian_kl_{view}",
-        f"Gaussian KL(student || expert) of {view} embeddings (nats)",
+        f"KL(student || expert), {view} (nats)",
         embed,
         gaussian_kl,
         ridge,

@@ -52,7 +52,7 @@ def plot_metric(
     turns = np.arange(max(r.turn for r in selected) + 1)
     figure = Figure(figsize=(7, 4))
     # Fixed margins: an automatic layout engine costs more than the drawing itself.
-    figure.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.9)
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.9)
     axes = figure.add_subplot()
     for label in dict.fromkeys(r.group for r in selected):
         series = {name: np.full(len(turns), np.nan) for name in ("value", "low", "high")}
