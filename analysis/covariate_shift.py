@@ -1,8 +1,9 @@
 """CLI: turn-wise covariate shift between student and expert trajectories on shared tasks.
 
     python -m analysis.covariate_shift --student STORE [STORE ...] --expert STORE [STORE ...] --out DIR \
-        [--max-turn T] [--bootstrap 500] [--seed 0] [--min-samples 5] [--max-per-instance 50] \
-        [--embedder analysis.embedders:hashed_bag_of_words]
+        [--embedder-model MODEL_DIR|tiny] [--view assistant|observation|both] [--pca K] \
+        [--drop-first-turn] [--max-turn T] [--bootstrap 500] [--seed 0] [--min-samples 5] \
+        [--max-per-instance 50]
 
 Each group is the turns its author made in its stores: by default the student group takes
 ``student``-authored turns and the expert group ``expert``-authored turns, so mixed OEC stores can
@@ -10,11 +11,24 @@ feed either side (their student prefixes to one, their expert suffixes to the ot
 ``--student-author``/``--expert-author`` change that (e.g. two students) and ``--*-modes`` keep only
 some rollout modes. Only tasks present in both groups are analysed.
 
+Metrics: action JSD, format-error and repeat rates, and always the paper's embedding metrics: per
+turn, the Frechet distance and Gaussian KL(student || expert) between Gaussians fitted to each
+group's turn embeddings, with the paired bootstrap over the N shared tasks (500 replicates, at most
+50 rollouts per task and group, 2.5-97.5% bands). ``--view`` picks the embedded text (the model's
+reply, the environment's answer to it, or both as separate metrics: ``frechet_assistant``,
+``gaussian_kl_observation``, ...). The embedder: ``--embedder-model`` embeds with that causal LM's
+mean-pooled last hidden layer (:mod:`analysis.hidden_states`; a trained student's export, offline);
+``--embedder module:callable`` with any callable; neither falls back to the model-free
+:func:`analysis.embedders.hashed_bag_of_words`, and the output says so. ``--pca K`` projects each
+turn's pooled student + expert embeddings onto their top K principal components before the fits.
+``--drop-first-turn`` leaves turn 0 out (the paper's text does not say whether it does; off by
+default).
+
 Writes to DIR: ``turnwise.csv`` (turn, metric, group, value, low, high, n, instances, estimate,
-replicates; see :mod:`analysis.turnwise`), ``skipped_turns.csv``, one ``<metric>.png`` per metric
-and ``summary.json`` (inputs, rollouts and tasks per group, tasks left out, settings), and prints a
-table. ``--embedder module:callable`` adds the paper's embedding metrics (``frechet``,
-``gaussian_kl``) computed on that embedder's vectors of the turn texts.
+replicates; see :mod:`analysis.turnwise`), ``skipped_turns.csv``, three PNGs per metric (turns up
+to the median expert length, up to median + 1 sd, all turns; :mod:`analysis.plots`) and
+``summary.json`` (inputs, rollouts and tasks per group, tasks left out, the embedder, every
+setting, the expert lengths and plot ranges), and prints a table.
 """
 
 from __future__ import annotations
@@ -31,14 +45,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from analysis.embedders import load_embedder
-from analysis.metrics import TurnMetric, default_metrics, frechet_metric, gaussian_kl_metric
-from analysis.plots import plot_metric
+from analysis.embedders import CachedEmbedder, hashed_bag_of_words, load_embedder
+from analysis.metrics import VIEWS, TurnMetric, default_metrics, embedding_metrics
+from analysis.plots import length_stats, plot_horizons, plot_metric
 from analysis.turns import AnalysisError, GroupSpec, Rollouts, load_group, shared_instances
 from analysis.turnwise import Row, TurnwiseResult, turnwise
 from oec.types import MODES
 
 COLUMNS = [f.name for f in dataclasses.fields(Row)]
+
+FALLBACK_NOTE = (
+    "fallback: no --embedder-model or --embedder given, so turns are embedded by hashed bag of words "
+    "(which words a turn uses, not what it means), not by a neural encoder as in the paper"
+)
 
 
 def analyse(
@@ -52,8 +71,13 @@ def analyse(
     max_turn: int | None = None,
     min_samples: int = 5,
     max_per_instance: int | None = 50,
+    first_turn: int = 0,
+    settings: dict[str, object] | None = None,
 ) -> TurnwiseResult:
-    """Load both groups, evaluate ``metrics`` per turn, write the CSVs, PNGs and summary into ``out``."""
+    """Load both groups, evaluate ``metrics`` per turn, write the CSVs, PNGs and summary into ``out``.
+
+    ``settings`` (the embedder, views, PCA, ...) are recorded in ``summary.json`` as given.
+    """
     groups: list[tuple[GroupSpec, Rollouts]] = [
         (spec, load_group(spec, max_per_instance)) for spec in (student, expert)
     ]
@@ -67,6 +91,7 @@ def analyse(
         seed=seed,
         max_turn=max_turn,
         min_samples=min_samples,
+        first_turn=first_turn,
     )
     if not result.rows:
         counts = ", ".join(f"turn {s.turn}: {s.n_student}/{s.n_expert}" for s in result.skipped[:10])
@@ -83,12 +108,19 @@ def analyse(
         writer = csv.writer(f)
         writer.writerow(["turn", "n_student", "n_expert"])
         writer.writerows(dataclasses.astuple(s) for s in result.skipped)
+    lengths = [max(r.turn for r in rollout) + 1 for i in instances for rollout in groups[1][1][i]]
+    horizons = plot_horizons(lengths)
     plotted = []
     for metric in metrics:
-        if any(r.metric == metric.name for r in result.rows):
-            title = f"{metric.name}: bootstrap mean, 95% band over {len(instances)} tasks (B={replicates})"
-            plot_metric(result.rows, metric.name, metric.description, out / f"{metric.name}.png", title)
-            plotted.append(f"{metric.name}.png")
+        for horizon, last_turn in horizons.items():
+            if any(
+                r.metric == metric.name and (last_turn is None or r.turn <= last_turn) for r in result.rows
+            ):
+                upto = "all turns" if last_turn is None else f"turns <= {last_turn}"
+                title = f"{metric.name}, {upto}: mean, 95% band over {len(instances)} tasks (B={replicates})"
+                name = f"{metric.name}.{horizon}.png"
+                plot_metric(result.rows, metric.name, metric.description, out / name, title, last_turn)
+                plotted.append(name)
     summary = {
         "groups": {
             spec.name: {
@@ -109,7 +141,13 @@ def analyse(
         "max_turn": max_turn,
         "min_samples": min_samples,
         "max_per_instance": max_per_instance,
+        "first_turn": first_turn,
+        **(settings or {}),
         "skipped_turns": [s.turn for s in result.skipped],
+        "expert_length": dict(
+            zip(("median", "sd"), length_stats(lengths), strict=True), rollouts=len(lengths)
+        ),
+        "plot_horizons": horizons,
         "plots": plotted,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -194,25 +232,70 @@ def build_parser() -> argparse.ArgumentParser:
         help="pseudo-count per action category in the JSD (0: plug-in estimate)",
     )
     parser.add_argument(
+        "--embedder-model",
+        default=None,
+        metavar="MODEL_DIR",
+        help="embed turns with this causal LM's mean-pooled last hidden layer: a local Hugging Face "
+        "checkpoint (e.g. a trained student, <run>/train/<arm>/model) or 'tiny' (random init); "
+        "default: hashed bag of words",
+    )
+    parser.add_argument(
+        "--embedder-max-tokens", type=int, default=1024, help="first tokens of a text the model embeds"
+    )
+    parser.add_argument(
         "--embedder",
         default=None,
         metavar="MODULE:CALLABLE",
-        help="texts -> (n, d) array; adds the frechet and gaussian_kl metrics",
+        help="embed turns with this callable (texts -> (n, d) array) instead",
     )
+    parser.add_argument(
+        "--view",
+        choices=(*VIEWS, "both"),
+        default="both",
+        help="text embedded per turn: the model's reply (assistant), the environment's answer to it "
+        "(observation), or both as separate metrics (default)",
+    )
+    parser.add_argument(
+        "--pca",
+        type=int,
+        default=None,
+        metavar="K",
+        help="project each turn's pooled embeddings onto K principal components (a model's hidden states "
+        "on a CPU: e.g. 32; fits cost O(d^3) per replicate)",
+    )
+    parser.add_argument("--drop-first-turn", action="store_true", help="leave turn 0 out of the analysis")
     parser.add_argument(
         "--ridge", type=float, default=1e-3, help="added to covariance diagonals of the embedding Gaussians"
     )
     return parser
 
 
+def build_embedder(args: argparse.Namespace) -> CachedEmbedder:
+    """The embedder the arguments name: a model's hidden states, a callable, or the lexical fallback."""
+    if args.embedder_model and args.embedder:
+        raise ValueError("--embedder-model and --embedder: give one embedder, not both")
+    if args.embedder_model:
+        # Imported here: torch and transformers load only when a model embeds.
+        from analysis.hidden_states import HiddenStateEmbedder
+
+        model = HiddenStateEmbedder(args.embedder_model, max_tokens=args.embedder_max_tokens)
+        return CachedEmbedder(model, model.info)
+    if args.embedder:
+        return CachedEmbedder(load_embedder(args.embedder), {"name": args.embedder})
+    return CachedEmbedder(
+        hashed_bag_of_words, {"name": "hashed_bag_of_words", "dim": 32, "note": FALLBACK_NOTE}
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
     try:
-        metrics = default_metrics(args.smoothing)
-        if args.embedder:
-            embed = load_embedder(args.embedder)
-            metrics += [frechet_metric(embed, args.ridge), gaussian_kl_metric(embed, args.ridge)]
+        embed = build_embedder(args)
+        views = tuple(VIEWS) if args.view == "both" else (args.view,)
+        metrics = default_metrics(args.smoothing) + embedding_metrics(embed, views, args.ridge, args.pca)
+        about = embed.info.get("note") or embed.info.get("model")
+        console.print(f"embedder: {embed.info['name']}" + (f" ({about})" if about else ""))
         specs = [
             GroupSpec(
                 name,
@@ -232,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             max_turn=args.max_turn,
             min_samples=args.min_samples,
             max_per_instance=args.max_per_instance or None,
+            first_turn=1 if args.drop_first_turn else 0,
+            settings={"embedder": embed.info, "views": list(views), "pca": args.pca, "ridge": args.ridge},
         )
     except (AnalysisError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,9 +1,10 @@
-"""Embedders for the embedding metrics: a model-free lexical baseline and a loader for any callable.
+"""Embedders for the embedding metrics: a model-free lexical fallback, a loader for any callable, a cache.
 
-The paper embeds turns with a neural text encoder; none can be fetched offline, so the analysis takes
-the embedder as a callable (texts -> (n, d) array) named ``module:attribute`` on the command line.
-:func:`hashed_bag_of_words` is a deterministic baseline that runs anywhere: it sees which words a
-turn uses, not what it means, so its distances are a lower-resolution view of the paper's.
+The paper embeds turns with a neural text encoder; none can be fetched offline. The analysis embeds
+with the student's own hidden states when given a model (:mod:`analysis.hidden_states`), with any
+callable (texts -> (n, d) array) named ``module:attribute`` on the command line, and otherwise with
+:func:`hashed_bag_of_words`: a deterministic fallback that runs anywhere; it sees which words a turn
+uses, not what it means, so its distances are a lower-resolution view of the paper's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import re
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,3 +49,29 @@ def load_embedder(spec: str) -> Embedder:
     if not callable(embedder):
         raise ValueError(f"embedder {spec!r}: {attribute} is not callable")
     return embedder
+
+
+class CachedEmbedder:
+    """``embed`` with one vector kept per distinct text, so a text is embedded once per analysis.
+
+    The Frechet and KL metrics of a view see the same texts at every turn; with a model as embedder
+    the forward passes dominate the analysis, and the cache makes them happen once. ``info`` is what
+    ``summary.json`` records about the embedder.
+    """
+
+    def __init__(self, embed: Embedder, info: dict[str, Any]) -> None:
+        self.embed = embed
+        self.info = info
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            vectors = np.asarray(self.embed(missing), dtype=float)
+            if vectors.ndim != 2 or len(vectors) != len(missing):
+                raise ValueError(
+                    f"embedder {self.info.get('name', self.embed)!r} returned shape {vectors.shape} "
+                    f"for {len(missing)} texts (expected (texts, dim))"
+                )
+            self._vectors.update(zip(missing, vectors, strict=True))
+        return np.stack([self._vectors[t] for t in texts])

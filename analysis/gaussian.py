@@ -10,7 +10,8 @@ distance and KL(student || expert). Both are closed forms on (mean, covariance):
 Matrix square roots use symmetric eigendecompositions (``numpy.linalg.eigh``), with eigenvalues
 clipped at zero, which is exact for the symmetric PSD matrices involved and needs no scipy. With
 fewer samples than dimensions a covariance is singular: the Frechet distance is still defined, the
-KL is not, so fits take a ``ridge`` added to the diagonal.
+KL is not, so fits take a ``ridge`` added to the diagonal. :func:`pca_project` reduces the
+dimension first where the analysis asks for it.
 """
 
 from __future__ import annotations
@@ -71,3 +72,24 @@ def gaussian_kl(p: Gaussian, q: Gaussian) -> float:
     diff = q.mean - p.mean
     solved = np.linalg.solve(q.cov, np.column_stack([p.cov, diff]))
     return float(0.5 * (np.trace(solved[:, :d]) + diff @ solved[:, d] - d + logdet["q"] - logdet["p"]))
+
+
+def pca_project(x: np.ndarray, k: int) -> np.ndarray:
+    """The rows of ``x`` (n, d) in the coordinates of their own top-``k`` principal components, (n, k).
+
+    Centred on the rows' mean; components come from the SVD of the centred rows, signs fixed so each
+    component's largest-magnitude loading is positive (the result does not depend on the LAPACK build).
+    With fewer than ``k`` components available (``k > min(n, d)``) the missing coordinates are zero:
+    the output always has ``k`` columns, and a ridge keeps the fitted covariances regular.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"pca_project: expected an (n, d) array, got shape {x.shape}")
+    if k < 1:
+        raise ValueError(f"pca: must be >= 1 component, got {k}")
+    centred = x - x.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    components = components[:k]
+    signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])
+    projected = centred @ (components * signs[:, None]).T
+    return np.pad(projected, ((0, 0), (0, k - projected.shape[1])))

@@ -13,10 +13,12 @@ value between the groups (a divergence; directional ones are student relative to
 
 Adding a metric: any object with ``name``, ``description`` and ``__call__(student, expert,
 weights)`` as in :class:`TurnMetric`. The paper's embedding metrics are :class:`EmbeddingMetric`
-with an embedder (texts -> (n, d) array) and a distance between fitted Gaussians::
+with an embedder (texts -> (n, d) array), a view (which text of a turn is embedded: the model's
+reply or the environment's answer, :data:`VIEWS`) and a distance between fitted Gaussians; their
+names end in the view (``frechet_assistant``, ``gaussian_kl_observation``)::
 
     embed = load_embedder("my_package.embed:encode")      # or any callable
-    metrics = [*default_metrics(), frechet_metric(embed), gaussian_kl_metric(embed)]
+    metrics = [*default_metrics(), *embedding_metrics(embed, views=("assistant",), pca=16)]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
-from analysis.gaussian import Gaussian, fit_gaussian, frechet_distance, gaussian_kl
+from analysis.gaussian import Gaussian, fit_gaussian, frechet_distance, gaussian_kl, pca_project
 from analysis.turns import TurnRecord
 
 STUDENT = "student"
@@ -37,6 +39,13 @@ BETWEEN = "student_vs_expert"
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 """Texts -> (len(texts), d) array, one embedding per text."""
+
+VIEWS: dict[str, Callable[[TurnRecord], str]] = {
+    "assistant": attrgetter("text"),
+    "observation": attrgetter("observation"),
+}
+"""View name -> the text of a turn it embeds: the model's reply (its action), or the environment's
+answer to it (the observation or format-error notice that call produced)."""
 
 
 @dataclass(frozen=True)
@@ -149,10 +158,14 @@ def default_metrics(smoothing: float = 0.5) -> list[TurnMetric]:
 class EmbeddingMetric:
     """A distance between Gaussians fitted to each group's turn embeddings (the paper's analysis).
 
-    The turn's texts (both groups) are embedded once per call; each weight row then refits the two
-    Gaussians with the records' frequency weights. A row leaving a group with a total weight under 2
-    gives NaN. ``ridge`` is added to the covariance diagonals (needed for KL when there are fewer
-    samples than dimensions; for unit-norm embeddings per-coordinate variances are about 1/d).
+    The turn's texts in ``view`` (both groups) are embedded once per call. With ``pca`` set, the
+    pooled student + expert embeddings of THIS turn (every record, unweighted, as observed) are
+    projected onto their top-``pca`` principal components; the projection is fitted once per turn and
+    kept fixed across bootstrap replicates, so replicates differ only in which instances they draw.
+    Each weight row then refits the two Gaussians with the records' frequency weights. A row leaving
+    a group with a total weight under 2 gives NaN. ``ridge`` is added to the covariance diagonals
+    (needed for KL when there are fewer samples than dimensions; for unit-norm embeddings
+    per-coordinate variances are about 1/d).
     """
 
     name: str
@@ -160,15 +173,29 @@ class EmbeddingMetric:
     embed: Embedder
     distance: Callable[[Gaussian, Gaussian], float]
     ridge: float = 1e-3
+    view: str = "assistant"
+    pca: int | None = None
 
-    def __call__(self, student: TurnGroup, expert: TurnGroup, weights: np.ndarray) -> dict[str, np.ndarray]:
-        texts = [r.text for r in (*student.records, *expert.records)]
+    def __post_init__(self) -> None:
+        if self.view not in VIEWS:
+            raise ValueError(f"view: must be one of {tuple(VIEWS)}, got {self.view!r}")
+        if self.pca is not None and self.pca < 1:
+            raise ValueError(f"pca: must be >= 1 component, got {self.pca}")
+
+    def vectors(self, student: TurnGroup, expert: TurnGroup) -> np.ndarray:
+        """The (student + expert records, d or ``pca``) vectors the Gaussians are fitted to."""
+        text = VIEWS[self.view]
+        texts = [text(r) for r in (*student.records, *expert.records)]
         vectors = np.asarray(self.embed(texts), dtype=float)
         if vectors.ndim != 2 or len(vectors) != len(texts):
             raise ValueError(
                 f"{self.name}: the embedder returned shape {vectors.shape} for {len(texts)} texts "
                 "(expected (texts, dim))"
             )
+        return vectors if self.pca is None else pca_project(vectors, self.pca)
+
+    def __call__(self, student: TurnGroup, expert: TurnGroup, weights: np.ndarray) -> dict[str, np.ndarray]:
+        vectors = self.vectors(student, expert)
         xs, xe = vectors[: len(student.records)], vectors[len(student.records) :]
         ws, we = student.record_weights(weights), expert.record_weights(weights)
         values = np.full(len(weights), np.nan)
@@ -180,11 +207,32 @@ class EmbeddingMetric:
         return {BETWEEN: values}
 
 
-def frechet_metric(embed: Embedder, ridge: float = 1e-3) -> EmbeddingMetric:
-    return EmbeddingMetric("frechet", "Frechet distance of turn embeddings", embed, frechet_distance, ridge)
-
-
-def gaussian_kl_metric(embed: Embedder, ridge: float = 1e-3) -> EmbeddingMetric:
+def frechet_metric(
+    embed: Embedder, ridge: float = 1e-3, view: str = "assistant", pca: int | None = None
+) -> EmbeddingMetric:
     return EmbeddingMetric(
-        "gaussian_kl", "Gaussian KL(student || expert) of turn embeddings (nats)", embed, gaussian_kl, ridge
+        f"frechet_{view}", f"Frechet distance, {view} embeddings", embed, frechet_distance, ridge, view, pca
     )
+
+
+def gaussian_kl_metric(
+    embed: Embedder, ridge: float = 1e-3, view: str = "assistant", pca: int | None = None
+) -> EmbeddingMetric:
+    return EmbeddingMetric(
+        f"gaussian_kl_{view}",
+        f"KL(student || expert), {view} (nats)",
+        embed,
+        gaussian_kl,
+        ridge,
+        view,
+        pca,
+    )
+
+
+def embedding_metrics(
+    embed: Embedder, views: Sequence[str] = tuple(VIEWS), ridge: float = 1e-3, pca: int | None = None
+) -> list[TurnMetric]:
+    """The paper's two distances (Frechet, KL(student || expert)) for each view, in that order."""
+    return [
+        metric(embed, ridge, view, pca) for view in views for metric in (frechet_metric, gaussian_kl_metric)
+    ]

@@ -13,7 +13,10 @@ estimable from tens of samples): ``bash:<program>`` with the program normalised
 recorded its call as malformed (:func:`oec.types.malformed_turns`, as the format-error filter reads
 it); only a well-formed call is parsed for its category. Action identity is the repetition filter's
 (:func:`oec.verify.filters.action_key`): a turn repeats when its tool call equals the previous model
-call's (whitespace runs collapsed).
+call's (whitespace runs collapsed). A record keeps two texts for the embedding metrics' views: the
+model's reply (``text``) and the environment's answer to that call (``observation``: the content of
+the env message(s) of the same turn, an observation or a format-error notice; empty when the episode
+ended without one).
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ class TurnRecord:
     format_error: bool
     repeated: bool
     text: str
+    """The assistant message's content: the model's action (reasoning and tool call)."""
+    observation: str = ""
+    """The environment's answer to this call (its env messages of the same turn, joined by a newline)."""
 
 
 def _words(segment: str) -> list[str]:
@@ -116,6 +122,10 @@ def action_category(content: str) -> str:
 def turn_records(trajectory: Trajectory, author: str) -> list[TurnRecord]:
     """Records of the model calls ``author`` made in ``trajectory``, in turn order."""
     errors = set(malformed_turns(trajectory.messages))
+    answers: dict[int, list[str]] = {}
+    for message in trajectory.messages:
+        if message.author == "env":
+            answers.setdefault(message.turn, []).append(message.content)
     records = []
     previous = None
     for message in trajectory.messages:
@@ -134,6 +144,7 @@ def turn_records(trajectory: Trajectory, author: str) -> list[TurnRecord]:
                     format_error=error,
                     repeated=key is not None and key == previous,
                     text=message.content,
+                    observation="\n".join(answers.get(message.turn, [])),
                 )
             )
         previous = key

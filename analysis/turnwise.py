@@ -12,7 +12,8 @@ the data as observed), ``replicates`` (replicates where the metric was defined: 
 instances have no turn t in a group is left out), ``n`` (turn-t records behind the value; for a
 between-groups label the smaller group's count) and ``instances`` (shared instances with a turn-t
 record, likewise). Turns where either group has fewer than ``min_samples`` records are skipped and
-listed in :attr:`TurnwiseResult.skipped`.
+listed in :attr:`TurnwiseResult.skipped`; turns before ``first_turn`` are not considered at all
+(``first_turn=1`` drops turn 0, the reply to the bare task prompt, whose state every rollout shares).
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def turnwise(
     max_turn: int | None = None,
     min_samples: int = 5,
     confidence: float = 0.95,
+    first_turn: int = 0,
 ) -> TurnwiseResult:
-    """Every metric at every turn 0..``max_turn`` (default: the last turn either group reached)."""
+    """Every metric at every turn ``first_turn``..``max_turn`` (default: the last turn any group reached)."""
     if replicates < 1:
         raise ValueError(f"bootstrap: must be >= 1 replicate, got {replicates}")
     if min_samples < 2:
@@ -99,6 +101,8 @@ def turnwise(
         raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
     if max_turn is not None and max_turn < 0:
         raise ValueError(f"max_turn: must be >= 0, got {max_turn}")
+    if first_turn < 0:
+        raise ValueError(f"first_turn: must be >= 0, got {first_turn}")
     if not instances:
         raise ValueError("turnwise: no shared instances")
     groups = {STUDENT: turn_groups(student, instances), EXPERT: turn_groups(expert, instances)}
@@ -110,7 +114,7 @@ def turnwise(
     tail = (1 - confidence) / 2 * 100
     result = TurnwiseResult(list(instances))
     empty = TurnGroup((), np.zeros(0, dtype=int))
-    for turn in range(last + 1):
+    for turn in range(first_turn, last + 1):
         at = {name: turn_group.get(turn, empty) for name, turn_group in groups.items()}
         n = {name: len(g.records) for name, g in at.items()}
         result.counts[turn] = (n[STUDENT], n[EXPERT])

@@ -271,7 +271,7 @@ def test_embedding_metric_plugs_into_turnwise() -> None:
     assert vectors.shape == (3, 32) and vectors[0] == pytest.approx(vectors[1])
     assert np.linalg.norm(vectors[0]) == pytest.approx(1) and not vectors[2].any()
     bad = frechet_metric(lambda texts: np.zeros((1, 2)))
-    with pytest.raises(ValueError, match="frechet: the embedder returned shape"):
+    with pytest.raises(ValueError, match="frechet_assistant: the embedder returned shape"):
         turnwise(student, expert, instances, [bad], replicates=2)
 
 
@@ -310,15 +310,13 @@ def test_cli_writes_csv_plots_and_summary(tmp_path: Path, capsys: pytest.Capture
     with (out / "turnwise.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == COLUMNS
-    assert {(r["turn"], r["metric"]) for r in rows} == {
-        (t, m)
-        for t in "01"
-        for m in ("action_jsd", "format_error_rate", "repeat_rate", "frechet", "gaussian_kl")
-    }
+    embedding = [f"{m}_{v}" for v in ("assistant", "observation") for m in ("frechet", "gaussian_kl")]
+    names = ("action_jsd", "format_error_rate", "repeat_rate", *embedding)
+    assert {(r["turn"], r["metric"]) for r in rows} == {(t, m) for t in "01" for m in names}
     with (out / "skipped_turns.csv").open() as f:
         assert [r["turn"] for r in csv.DictReader(f)] == ["2", "3"]
-    for name in ("action_jsd", "format_error_rate", "repeat_rate", "frechet", "gaussian_kl"):
-        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in names:
+        assert (out / f"{name}.all_turns.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["groups"]["student"]["tasks_left_out"] == ["only-student"]
     assert summary["groups"]["expert"]["rollouts"] == 10 and len(summary["shared_tasks"]) == 5

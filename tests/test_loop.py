@@ -130,6 +130,9 @@ def test_every_reader_counts_the_malformed_calls_the_loop_recorded(task: Task) -
     records = turn_records(trajectory, "student")
     assert [r.turn for r in records if r.format_error] == [1, 2]
     assert [r.category for r in records] == ["bash:ls", FORMAT_ERROR, FORMAT_ERROR, "bash:other", "submit"]
+    # The environment's answer to each call (the analysis's observation view); submit ends without one.
+    answers = [m.content for m in trajectory.messages if m.author == "env"]
+    assert [r.observation for r in records] == [*answers, ""]
 
 
 def test_a_replayed_rollout_reproduces_its_conversation(task: Task) -> None:
