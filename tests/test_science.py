@@ -144,8 +144,7 @@ def test_every_stage_of_a_preset_composes_with_the_real_config(preset: str, tmp_
             if (
                 stage.run is not None
                 or stage.argv[2] not in verbs
-                or ("seed" in stage.name
-                and " seed0" not in stage.name)
+                or ("seed" in stage.name and " seed0" not in stage.name)
             ):
                 continue
             argv = with_sources(stage, tmp_path, design) if stage.name.startswith("train ") else stage.argv
