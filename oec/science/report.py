@@ -37,6 +37,9 @@ from oec.sft.loggers import METRICS_FILE, read_metrics
 from oec.store import read_trajectories
 from oec.types import malformed_turns
 
+COMPARED = ("indist_resolve", "indist_format_valid", "expert_nll", "agreement", "heldout_resolve")
+"""The outcomes each question compares between its two arms (paired differences)."""
+
 Cells = tuple[np.ndarray, np.ndarray]
 """(sums, counts), each (n_seeds, n_tasks)."""
 
@@ -175,6 +178,17 @@ def _verdict(diff: Estimate, a: str, b: str, higher_is_better: bool = True) -> s
     return f"{a} {'better' if better else 'worse'} than {b} (the 95% interval excludes 0)"
 
 
+def _slope_verdict(nll_slope: Estimate) -> str:
+    if np.isnan(nll_slope.value):
+        return "not measured (no token metrics, or fewer than two turns with student states)"
+    if nll_slope.excludes_zero:
+        direction = "rises" if nll_slope.value > 0 else "falls"
+        return f"the BC student's NLL of the expert's action {direction} with the turn (slope excludes 0)"
+    return (
+        "no trend detected: the slope of the BC student's NLL of the expert's action has an interval with 0"
+    )
+
+
 def build_report(run: Path, design: TestbedConfig, timings: dict[str, float], wall_s: float) -> dict:
     """Compute every estimate, write ``report.json``, ``report.md``, ``per_seed.csv`` and the plots;
     returns the report."""
@@ -226,33 +240,26 @@ def build_report(run: Path, design: TestbedConfig, timings: dict[str, float], wa
     if "bc" in arms:
         nll_slope = slope(per_turn["bc"]["expert_nll"])
         agreement_slope = slope(per_turn["bc"]["agreement"])
-        grows = nll_slope.excludes_zero and nll_slope.value > 0
         report["questions"]["divergence_grows"] = {
             "question": "Does the BC student's divergence from the expert grow with turn depth?",
             "expert_nll_slope_per_turn": nll_slope.to_dict(),
             "agreement_slope_per_turn": agreement_slope.to_dict(),
-            "verdict": (
-                "yes: the BC student's NLL of the expert's action rises with the turn (slope interval > 0)"
-                if grows
-                else "not detected: the slope of the BC student's NLL of the expert's action over turns "
-                "has an interval that includes 0 or is negative"
-            ),
+            "verdict": _slope_verdict(nll_slope),
         }
     for key, a, b, text in QUESTIONS:
         if a not in arms or b not in arms:
             continue
-        resolve = difference(estimates[a]["indist_resolve"], estimates[b]["indist_resolve"])
-        nll = difference(estimates[a]["expert_nll"], estimates[b]["expert_nll"])
-        heldout = difference(estimates[a]["heldout_resolve"], estimates[b]["heldout_resolve"])
+        diffs = {metric: difference(estimates[a][metric], estimates[b][metric]) for metric in COMPARED}
+        verdicts = [
+            f"{_verdict(diffs['indist_resolve'], a, b)} on the in-distribution resolve rate",
+            f"{_verdict(diffs['indist_format_valid'], a, b)} on the in-distribution format-valid rate",
+            f"{_verdict(diffs['expert_nll'], a, b, higher_is_better=False)} on the expert actions' NLL",
+        ]
         report["questions"][key] = {
             "question": text,
-            "indist_resolve_diff": resolve.to_dict(),
-            "expert_nll_diff": nll.to_dict(),
-            "heldout_resolve_diff": heldout.to_dict(),
-            "verdict": _verdict(resolve, a, b)
-            + " on in-distribution resolve rate; "
-            + _verdict(nll, a, b, higher_is_better=False)
-            + " on the NLL of the expert's actions",
+            "difference": f"{a} - {b}",
+            **{f"{metric}_diff": d.to_dict() for metric, d in diffs.items()},
+            "verdict": "; ".join(verdicts),
         }
     (run / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _per_seed_csv(run / "per_seed.csv", arms, design)
@@ -345,8 +352,9 @@ def _markdown(report: dict, estimates: dict, run: Path) -> str:
     for name, row in report["arms"].items():
         e = {m: estimates[name][m][0] for m in estimates[name]}
         tokens, loss = np.nanmean(row["budget_tokens"]), np.nanmean(row["final_train_loss"])
+        short = " (under budget)" if tokens < 0.95 * budget["budget_tokens"] else ""
         lines.append(
-            f"| {name} | {tokens:,.0f} | {loss:.3f} | "
+            f"| {name} | {tokens:,.0f}{short} | {loss:.3f} | "
             f"{e['indist_resolve'].cell()} (n={e['indist_resolve'].n}) | {e['indist_format_valid'].cell()} | "
             f"{e['heldout_resolve'].cell()} (n={e['heldout_resolve'].n}) | {e['expert_nll'].cell()} | "
             f"{e['agreement'].cell()} | {row['about']} |"
@@ -355,6 +363,9 @@ def _markdown(report: dict, estimates: dict, run: Path) -> str:
     for key, q in report["questions"].items():
         lines.append(f"### {q['question']}")
         lines.append("")
+        if "difference" in q:
+            lines.append(f"Paired differences {q['difference']} (95% intervals):")
+            lines.append("")
         for field, value in q.items():
             if isinstance(value, dict):
                 cell = Estimate(value["value"], value["low"], value["high"], value["n"]).cell(3)
