@@ -79,6 +79,7 @@ class ArmData:
     agreement: Cells
     nll_by_turn: dict[int, Cells]
     agreement_by_turn: dict[int, Cells]
+    malformed_by_turn: dict[int, Cells]
     budget_tokens: list[float]
     final_loss: list[float]
 
@@ -87,23 +88,30 @@ def _zeros(n_seeds: int, n_tasks: int) -> Cells:
     return np.zeros((n_seeds, n_tasks)), np.zeros((n_seeds, n_tasks))
 
 
-def _rollout_cells(stores: Iterable[Path], tasks: list[str]) -> tuple[Cells, Cells, Cells]:
-    """Resolve, format-valid and turn cells of one store per seed."""
+def _rollout_cells(stores: Iterable[Path], tasks: list[str]) -> tuple[Cells, Cells, Cells, dict[int, Cells]]:
+    """Resolve, format-valid and turn cells of one store per seed, and the malformed-call cells per turn."""
     stores = list(stores)
     index = {t: i for i, t in enumerate(tasks)}
-    resolve, valid, turns = (_zeros(len(stores), len(tasks)) for _ in range(3))
+    shape = (len(stores), len(tasks))
+    resolve, valid, turns = (_zeros(*shape) for _ in range(3))
+    malformed_by_turn: dict[int, Cells] = {}
     for s, store in enumerate(stores):
         for trajectory in read_trajectories(store):
             t = index[trajectory.instance_id]
-            calls = sum(1 for m in trajectory.messages if m.author == "student")
+            malformed = set(malformed_turns(trajectory.messages))
+            student_turns = [m.turn for m in trajectory.messages if m.author == "student"]
             turns[0][s, t] += trajectory.num_turns
             turns[1][s, t] += 1
-            valid[0][s, t] += calls - len(malformed_turns(trajectory.messages))
-            valid[1][s, t] += calls
+            valid[0][s, t] += len(student_turns) - len(malformed & set(student_turns))
+            valid[1][s, t] += len(student_turns)
+            for turn in student_turns:
+                cells = malformed_by_turn.setdefault(turn, _zeros(*shape))
+                cells[0][s, t] += turn in malformed
+                cells[1][s, t] += 1
             if not trajectory.ungraded:
                 resolve[0][s, t] += trajectory.resolved
                 resolve[1][s, t] += 1
-    return resolve, valid, turns
+    return resolve, valid, turns, malformed_by_turn
 
 
 def _state_cells(
@@ -154,18 +162,19 @@ def gather(run: Path, design: TestbedConfig) -> tuple[dict[str, ArmData], list[s
     heldout_tasks = task_ids(run / "stores" / "expert_heldout")
     arms = {}
     for arm in design.selected_arms:
-        resolve, valid, turns = _rollout_cells(
+        resolve, valid, turns, malformed_by_turn = _rollout_cells(
             (eval_dir(run, arm, s, "train") for s in design.seeds), train_tasks
         )
-        heldout, _, _ = _rollout_cells(
+        heldout, _, _, _ = _rollout_cells(
             (eval_dir(run, arm, s, "heldout") for s in design.seeds), heldout_tasks
         )
         states = [run / "metrics" / arm / f"seed{s}" / "states.csv" for s in design.seeds]
         nll, agreement, nll_by_turn, agreement_by_turn = _state_cells(states, train_tasks)
         budget, loss = _training(run, arm, design.seeds)
         arms[arm] = ArmData(
-            resolve, valid, turns, heldout, nll, agreement, nll_by_turn, agreement_by_turn, budget, loss
-        )
+            resolve, valid, turns, heldout, nll, agreement,
+            nll_by_turn, agreement_by_turn, malformed_by_turn, budget, loss,
+        )  # fmt: skip
     return arms, train_tasks, heldout_tasks
 
 
@@ -178,15 +187,17 @@ def _verdict(diff: Estimate, a: str, b: str, higher_is_better: bool = True) -> s
     return f"{a} {'better' if better else 'worse'} than {b} (the 95% interval excludes 0)"
 
 
-def _slope_verdict(nll_slope: Estimate) -> str:
-    if np.isnan(nll_slope.value):
-        return "not measured (no token metrics, or fewer than two turns with student states)"
-    if nll_slope.excludes_zero:
-        direction = "rises" if nll_slope.value > 0 else "falls"
-        return f"the BC student's NLL of the expert's action {direction} with the turn (slope excludes 0)"
-    return (
-        "no trend detected: the slope of the BC student's NLL of the expert's action has an interval with 0"
-    )
+def _divergence_verdict(malformed: Estimate, nll: Estimate) -> str:
+    """Q1's verdict from the slopes of the malformed-call rate and of the expert-action NLL (turn >= 1)."""
+    parts = []
+    for name, e in (("its rate of malformed calls", malformed), ("its NLL of the expert's action", nll)):
+        if np.isnan(e.value):
+            parts.append(f"{name}: not measured")
+        elif e.excludes_zero:
+            parts.append(f"{name} {'rises' if e.value > 0 else 'falls'} with the turn (the slope excludes 0)")
+        else:
+            parts.append(f"{name}: no trend detected (the slope's interval includes 0)")
+    return "BC student: " + "; ".join(parts)
 
 
 def build_report(run: Path, design: TestbedConfig, timings: dict[str, float], wall_s: float) -> dict:
@@ -210,8 +221,12 @@ def build_report(run: Path, design: TestbedConfig, timings: dict[str, float], wa
         }
     per_turn = {
         name: {
-            "expert_nll": {t: estimate(*c, draws) for t, c in sorted(data.nll_by_turn.items())},
-            "agreement": {t: estimate(*c, draws) for t, c in sorted(data.agreement_by_turn.items())},
+            metric: {t: estimate(*c, draws) for t, c in sorted(by_turn.items())}
+            for metric, by_turn in (
+                ("expert_nll", data.nll_by_turn),
+                ("agreement", data.agreement_by_turn),
+                ("malformed", data.malformed_by_turn),
+            )
         }
         for name, data in arms.items()
     }
@@ -238,13 +253,19 @@ def build_report(run: Path, design: TestbedConfig, timings: dict[str, float], wa
             for metric, turns in per_turn[name].items()
         }
     if "bc" in arms:
-        nll_slope = slope(per_turn["bc"]["expert_nll"])
-        agreement_slope = slope(per_turn["bc"]["agreement"])
+        # From turn 1 on, the expert's action at a student state is its takeover (a survey of the
+        # tree first), at turn 0 its opening: turn 0 is left out of the NLL and agreement slopes.
+        bc = per_turn["bc"]
+        malformed = slope(bc["malformed"])
+        nll = slope({t: v for t, v in bc["expert_nll"].items() if t >= 1})
         report["questions"]["divergence_grows"] = {
             "question": "Does the BC student's divergence from the expert grow with turn depth?",
-            "expert_nll_slope_per_turn": nll_slope.to_dict(),
-            "agreement_slope_per_turn": agreement_slope.to_dict(),
-            "verdict": _slope_verdict(nll_slope),
+            "malformed_rate_slope_per_turn": malformed.to_dict(),
+            "expert_nll_slope_per_turn_from_1": nll.to_dict(),
+            "agreement_slope_per_turn_from_1": slope(
+                {t: v for t, v in bc["agreement"].items() if t >= 1}
+            ).to_dict(),
+            "verdict": _divergence_verdict(malformed, nll),
         }
     for key, a, b, text in QUESTIONS:
         if a not in arms or b not in arms:
@@ -267,6 +288,12 @@ def build_report(run: Path, design: TestbedConfig, timings: dict[str, float], wa
     (run / "report.md").write_text(_markdown(report, estimates, run))
     return report
 
+
+PER_TURN_PLOTS = {
+    "expert_nll": "NLL of the expert's action",
+    "agreement": "greedy agreement with the expert",
+    "malformed": "malformed calls (rate)",
+}
 
 PER_SEED_COLUMNS = [
     "arm", "seed", "indist_resolved", "indist_graded", "heldout_resolved", "heldout_graded",
@@ -309,10 +336,7 @@ def _plots(run: Path, estimates: dict, per_turn: dict) -> None:
         axes.set_ylabel(label)
         axes.set_title(f"{metric} per arm: mean, 95% interval over seeds and tasks")
         figure.savefig(run / f"{metric}.png", dpi=110)
-    for metric, label in (
-        ("expert_nll", "NLL of the expert's action"),
-        ("agreement", "greedy agreement with the expert"),
-    ):
+    for metric, label in PER_TURN_PLOTS.items():
         rows = [
             Row(t, metric, name, e.value, e.low, e.high, e.n, 0, e.value, len(reps))
             for name in names
@@ -377,7 +401,12 @@ def _markdown(report: dict, estimates: dict, run: Path) -> str:
         "",
         "![in-distribution resolve](indist_resolve.png) ![expert NLL](expert_nll.png)",
         "",
-        "![expert NLL by turn](expert_nll_by_turn.png) ![agreement by turn](agreement_by_turn.png)",
+        "![expert NLL by turn](expert_nll_by_turn.png) ![agreement by turn](agreement_by_turn.png) "
+        "![malformed calls by turn](malformed_by_turn.png)",
+        "",
+        "Per turn, the expert's action at a student state is the oracle's takeover from there: a survey "
+        "of the tree first from turn 1 on, its opening action at turn 0; the NLL and agreement slopes "
+        "start at turn 1.",
         "",
         "Turn-wise covariate shift of each arm's in-distribution rollouts against the expert: "
         "`analysis/<arm>/` (turnwise.csv and plots). Per seed: `per_seed.csv`.",
