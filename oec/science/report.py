@@ -96,6 +96,8 @@ def _rollout_cells(stores: Iterable[Path], tasks: list[str]) -> tuple[Cells, Cel
     resolve, valid, turns = (_zeros(*shape) for _ in range(3))
     malformed_by_turn: dict[int, Cells] = {}
     for s, store in enumerate(stores):
+        if not (store / "manifest.json").exists():
+            continue  # never evaluated: the arm had no data (skipped.json)
         for trajectory in read_trajectories(store):
             t = index[trajectory.instance_id]
             malformed = set(malformed_turns(trajectory.messages))
@@ -143,7 +145,8 @@ def _state_cells(
 def _training(run: Path, arm: str, seeds: list[int]) -> tuple[list[float], list[float]]:
     budget, loss = [], []
     for seed in seeds:
-        metrics = read_metrics(model_dir(run, arm, seed).parent / METRICS_FILE)
+        path = model_dir(run, arm, seed).parent / METRICS_FILE
+        metrics = read_metrics(path) if path.exists() else []
         data = next((m for m in metrics if "data/budget_tokens" in m), {})
         budget.append(float(data.get("data/budget_tokens", float("nan"))))
         losses = [m["train/loss"] for m in metrics if "train/loss" in m]
@@ -238,6 +241,7 @@ def build_report(run: Path, design: TestbedConfig, timings: dict[str, float], wa
         "heldout_tasks": heldout_tasks,
         "wall_s": round(wall_s, 1),
         "stage_s": timings,
+        "skipped": json.loads((run / "skipped.json").read_text()) if (run / "skipped.json").exists() else {},
         "arms": {},
         "per_turn": {},
         "questions": {},
@@ -375,10 +379,15 @@ def _markdown(report: dict, estimates: dict, run: Path) -> str:
     ]
     for name, row in report["arms"].items():
         e = {m: estimates[name][m][0] for m in estimates[name]}
-        tokens, loss = np.nanmean(row["budget_tokens"]), np.nanmean(row["final_train_loss"])
-        short = " (under budget)" if tokens < 0.95 * budget["budget_tokens"] else ""
+        trained = [i for i, v in enumerate(row["budget_tokens"]) if np.isfinite(v)]
+        if trained:
+            tokens = float(np.mean([row["budget_tokens"][i] for i in trained]))
+            loss = f"{np.mean([row['final_train_loss'][i] for i in trained]):.3f}"
+            spent = f"{tokens:,.0f}" + (" (under budget)" if tokens < 0.95 * budget["budget_tokens"] else "")
+        else:
+            spent, loss = "no data", "-"
         lines.append(
-            f"| {name} | {tokens:,.0f}{short} | {loss:.3f} | "
+            f"| {name} | {spent} | {loss} | "
             f"{e['indist_resolve'].cell()} (n={e['indist_resolve'].n}) | {e['indist_format_valid'].cell()} | "
             f"{e['heldout_resolve'].cell()} (n={e['heldout_resolve'].n}) | {e['expert_nll'].cell()} | "
             f"{e['agreement'].cell()} | {row['about']} |"
@@ -412,6 +421,10 @@ def _markdown(report: dict, estimates: dict, run: Path) -> str:
         "`analysis/<arm>/` (turnwise.csv and plots). Per seed: `per_seed.csv`.",
         "",
     ]
+    if report["skipped"]:
+        lines += ["## Skipped stages", ""]
+        lines += [f"- {name}: {reason}" for name, reason in report["skipped"].items()]
+        lines.append("")
     return "\n".join(lines)
 
 

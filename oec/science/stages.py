@@ -32,6 +32,7 @@ from pathlib import Path
 
 from oec.progress import stdout_console as console
 from oec.science.design import STORE_MODES, TestbedConfig
+from oec.store import load_manifest
 
 BASE_STORES = ("oec_early", "oec_late", "on_policy")
 """The stores the base student collects."""
@@ -47,6 +48,9 @@ class Stage:
     argv: list[str] = field(default_factory=list)
     run: Callable[[], None] | None = None
     needs: tuple[str, ...] = ()
+    unready: Callable[[], str | None] | None = None
+    """Checked when the needs are done: a reason the stage cannot run (e.g. its arm has no data), in
+    which case it and every stage that needs it are skipped, and the reason is recorded."""
 
 
 def model_dir(run: Path, arm: str, seed: int) -> Path:
@@ -192,7 +196,20 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
         argv += ["--expert", str(run / "stores" / "bc"), "--out", str(out), "--min-samples", "3"]
         needs = tuple(f"evaluate {arm_name} seed{seed} train" for seed in design.seeds)
         stages.append(Stage(f"analyse {arm_name}", out / "turnwise.csv", argv, needs=("collect bc", *needs)))
+    names = {stage.name for stage in stages}
+    unknown = sorted({n for stage in stages for n in stage.needs} - names)
+    assert not unknown, f"stages need stages the plan lacks: {unknown}"
     return stages
+
+
+def no_data(run: Path, design: TestbedConfig, arm_name: str) -> str | None:
+    """Why ``arm_name`` cannot be trained: none of its stores holds an accepted trajectory (e.g. the
+    base student resolved none of its on-policy rollouts); None when it can."""
+    stores = [share.store for share in design.arms[arm_name].sources]
+    accepted = {store: load_manifest(run / "stores" / store)["counts"]["accepted"] for store in stores}
+    if any(accepted.values()):
+        return None
+    return f"no accepted trajectory in {', '.join(stores)}: arm {arm_name} has no training data"
 
 
 def with_sources(stage: Stage, run: Path, design: TestbedConfig) -> list[str]:
@@ -233,7 +250,6 @@ def run_plan(stages: list[Stage], run: Path, design: TestbedConfig) -> dict[str,
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     if design.jobs > 1:
         env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    by_name = {s.name: s for s in stages}
     finished = {s.name for s in stages if s.done.exists()}
     pending = [s for s in stages if s.name not in finished]
     skipped = len(stages) - len(pending)
@@ -241,15 +257,21 @@ def run_plan(stages: list[Stage], run: Path, design: TestbedConfig) -> dict[str,
         console.print(f"[green]skip[/] {skipped} finished stages")
     running: dict[Future[float], Stage] = {}
     failure: BaseException | None = None
+    skipped: dict[str, str] = {}
     started_at = time.monotonic()
     with ThreadPoolExecutor(design.jobs) as pool:
         while pending or running:
             if failure is None:
-                for stage in [s for s in pending if all(n in finished for n in s.needs)]:
+                for stage in [s for s in pending if all(n in finished or n in skipped for n in s.needs)]:
                     if len(running) >= design.jobs:
                         break
-                    unknown = [n for n in stage.needs if n not in by_name]
-                    assert not unknown, unknown
+                    reason = next((f"needs {n}: {skipped[n]}" for n in stage.needs if n in skipped), None)
+                    reason = reason or (stage.unready() if stage.unready else None)
+                    if reason is not None:
+                        skipped[stage.name] = reason
+                        pending.remove(stage)
+                        console.print(f"[yellow]skip[/] {stage.name}: {reason}")
+                        continue
                     argv = with_sources(stage, run, design) if stage.name.startswith("train ") else stage.argv
                     running[pool.submit(_execute, stage, argv, log_dir, env)] = stage
                     pending.remove(stage)
@@ -273,6 +295,7 @@ def run_plan(stages: list[Stage], run: Path, design: TestbedConfig) -> dict[str,
                     f"[green]done[/] {stage.name} in {seconds:.0f} s "
                     f"({len(finished)}/{len(stages)} stages, {elapsed / 60:.1f} min)"
                 )
+    (run / "skipped.json").write_text(json.dumps(skipped, indent=2) + "\n")
     if failure is not None:
         raise SystemExit(str(failure))
     if pending:
