@@ -84,14 +84,19 @@ def test_science_run_end_to_end_and_resumed(tmp_path: Path):
     design = [
         "steps=2", "seeds=[0,1]", "train_tasks=2", "heldout_tasks=1", "max_new_tokens=8",
         "collection.samples_per_task=2", "evaluation.samples_per_task=1", "bootstrap=50",
-        "collection.early={lo: 1, hi: 1}", "collection.late={lo: 2, hi: 3}", "select=[bc,oec,oec_no_mask]",
+        "collection.early={lo: 1, hi: 1}", "collection.late={lo: 2, hi: 3}",
+        "select=[bc,oec,oec_no_mask,on_policy]",
     ]  # fmt: skip
     argv = [sys.executable, "-m", "oec.science", "--run-dir", str(run), *design]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
     report = json.loads((run / "report.json").read_text())
-    assert list(report["arms"]) == ["bc", "oec", "oec_no_mask"]
+    assert list(report["arms"]) == ["bc", "oec", "oec_no_mask", "on_policy"]
+    # The 8-token base student resolves nothing alone: the on-policy arm has no data, and it and its
+    # evaluations are skipped with the reason instead of failing the run.
+    assert "no accepted trajectory in on_policy" in report["skipped"]["train on_policy seed0"]
+    assert report["arms"]["on_policy"]["indist_resolve"]["n"] == 0
     assert len(report["train_tasks"]) == 2 and len(report["heldout_tasks"]) == 1
     bc = report["arms"]["bc"]
     # 2 seeds x 2 tasks x 1 fresh rollout, graded; the 2-step students are measured at their states.
@@ -101,15 +106,16 @@ def test_science_run_end_to_end_and_resumed(tmp_path: Path):
     assert budget["budget_tokens"] == budget["bc_capacity"] > 0
     for row in report["arms"].values():
         assert all(tokens <= budget["budget_tokens"] for tokens in row["budget_tokens"])
-    assert set(report["questions"]) == {"divergence_grows", "oec_vs_bc", "masking"}
-    assert not (run / "stores" / "on_policy").exists()  # no selected arm reads it
+    assert set(report["questions"]) == {"divergence_grows", "oec_vs_bc", "masking", "oec_vs_on_policy"}
+    assert not (run / "train" / "bc_oec").exists()  # arms not selected are not trained
+    assert "no data" in (run / "report.md").read_text()
     for store in ("oec_early", "oec_late"):
         manifest = json.loads((run / "stores" / store / "manifest.json").read_text())
         switch = manifest["config"]["switch"]
         assert (switch["lo"], switch["hi"]) == ((1, 1) if store == "oec_early" else (2, 3))
         assert manifest["config"]["student"]["model"] == str(run / "train" / "bc" / "seed0" / "model")
     with (run / "per_seed.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 3 * 2
+        assert len(list(csv.DictReader(f))) == 4 * 2
     markdown = (run / "report.md").read_text()
     assert "## Questions, as measured" in markdown and "verdict" in markdown
     for figure in ("indist_resolve.png", "expert_nll.png"):
