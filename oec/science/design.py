@@ -100,11 +100,12 @@ class Evaluation:
 class TestbedConfig:
     """``conf/science/<preset>.yaml``: one designed experiment (see the module docstring)."""
 
-    train_tasks: Annotated[int, AtLeast(2)]
-    """The first N tasks of the task source's train split: collected on, trained on, and rolled out
-    afresh for the in-distribution evaluation."""
-    heldout_tasks: Annotated[int, AtLeast(1)]
-    """The first N tasks of the test split: held out from every store."""
+    train_tasks: Annotated[int, AtLeast(2)] | Annotated[list[str], NonEmpty()]
+    """The training tasks: N (the first N of the task source's train split) or a list of instance ids
+    of that split. They are collected on, trained on, and rolled out afresh for the in-distribution
+    evaluation."""
+    heldout_tasks: Annotated[int, AtLeast(1)] | Annotated[list[str], NonEmpty()]
+    """The held-out tasks, N (the first N of the test split) or instance ids of it: in no store."""
     seeds: Annotated[list[int], NonEmpty()]
     """Each arm trains one student per seed: the seed sets its initialisation, data order and the
     seeded choice of examples within the budget."""
@@ -151,6 +152,13 @@ class TestbedConfig:
     def selected_arms(self) -> dict[str, Arm]:
         """The arms this run trains: ``select`` in the design's order, or all of them."""
         return {name: arm for name, arm in self.arms.items() if not self.select or name in self.select}
+
+
+def task_overrides(tasks: int | list[str]) -> list[str]:
+    """The ``tasks`` overrides that select ``tasks`` (a count or instance ids) within a split."""
+    if isinstance(tasks, int):
+        return [f"tasks.limit={tasks}"]
+    return ["tasks.limit=null", f"tasks.instance_ids=[{','.join(tasks)}]"]
 
 
 def load_design(preset: str, overrides: list[str]) -> TestbedConfig:

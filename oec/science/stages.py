@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oec.progress import stdout_console as console
-from oec.science.design import STORE_MODES, TestbedConfig
+from oec.science.design import STORE_MODES, TestbedConfig, task_overrides
 from oec.store import load_manifest
 
 BASE_STORES = ("oec_early", "oec_late", "on_policy")
@@ -82,10 +82,12 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
     stages: list[Stage] = []
     coll = design.collection
 
-    def collect(store: str, split: str, tasks: int, samples: int, *overrides: str, needs=()) -> None:
+    def collect(
+        store: str, split: str, tasks: int | list[str], samples: int, *overrides: str, needs=()
+    ) -> None:
         path = run / "stores" / store
         argv = [*py, "oec.collect", *common, f"name={store}", f"seed={design.base_seed}"]
-        argv += [f"collect.store={path}", f"tasks.split={split}", f"tasks.limit={tasks}"]
+        argv += [f"collect.store={path}", f"tasks.split={split}", *task_overrides(tasks)]
         argv += [f"collect.samples_per_task={samples}", *overrides, f"hydra.run.dir={run / 'logs' / store}"]
         stages.append(Stage(f"collect {store}", path / "manifest.json", argv, needs=needs))
 
@@ -154,7 +156,7 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
                     f"name={arm_name}",
                     f"seed={design.evaluation.seed_offset + seed}",
                 ]
-                argv += [f"evaluate.split={'train' if split == 'train' else 'test'}", f"tasks.limit={tasks}"]
+                argv += [f"evaluate.split={'train' if split == 'train' else 'test'}", *task_overrides(tasks)]
                 argv += [f"evaluate.samples_per_task={samples}", f"student.model={model}"]
                 argv += [f"student.temperature={temperature}", f"evaluate.store={out}"]
                 argv.append(f"hydra.run.dir={run / 'logs' / f'eval_{arm_name}_seed{seed}_{split}'}")
