@@ -103,7 +103,11 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
         # The data sources are added from budget.json when the stage starts (with_sources).
         stores = tuple(f"collect {s.store}" for s in design.arms[arm_name].sources)
         return Stage(
-            f"train {arm_name} seed{seed}", model / "oec_export.json", argv, needs=("budget", *stores)
+            f"train {arm_name} seed{seed}",
+            model / "oec_export.json",
+            argv,
+            needs=("budget", *stores),
+            unready=lambda: no_data(run, design, arm_name),
         )
 
     needed = {share.store for arm in design.selected_arms.values() for share in arm.sources}
