@@ -104,8 +104,8 @@ def test_science_run_end_to_end_and_resumed(tmp_path: Path):
     assert bc["expert_nll"]["n"] > 0 and bc["expert_nll"]["value"] > 0
     budget = json.loads((run / "budget.json").read_text())
     assert budget["budget_tokens"] == budget["bc_capacity"] > 0
-    for row in report["arms"].values():
-        assert all(tokens <= budget["budget_tokens"] for tokens in row["budget_tokens"])
+    for arm in ("bc", "oec", "oec_no_mask"):
+        assert all(0 < tokens <= budget["budget_tokens"] for tokens in report["arms"][arm]["budget_tokens"])
     assert set(report["questions"]) == {"divergence_grows", "oec_vs_bc", "masking", "oec_vs_on_policy"}
     assert not (run / "train" / "bc_oec").exists()  # arms not selected are not trained
     assert "no data" in (run / "report.md").read_text()
