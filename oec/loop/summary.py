@@ -76,7 +76,7 @@ def write_summary(run: Path, lineage: dict[str, Any]) -> list[dict[str, Any]]:
 def print_round_table(run: Path, rows: list[dict[str, Any]]) -> None:
     table = Table(title=f"OEC rounds, held-out split: {run}")
     columns = ("round", "collected by", "switch", "rollouts", "accepted", "train stores", "train ex.")
-    for column in (*columns, "sup. tokens", "resolved", "resolve rate [95% CI]", "format-valid", "s"):
+    for column in (*columns, "sup. tokens", "resolved", "resolve rate [95% CI]", "format-valid", "wall s"):
         table.add_column(column)
     for r in rows:
         low, high = r["resolve_rate_ci95"]
