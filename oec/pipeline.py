@@ -22,10 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -33,14 +30,7 @@ from rich.table import Table
 
 from oec.progress import stdout_console as console
 from oec.sft.loggers import METRICS_FILE, read_metrics
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    argv: list[str]
-    done: Path
-    """Exists once the stage has finished; a resumed pipeline skips the stage then."""
+from oec.stages import Stage, run_stage
 
 
 def stages(run: Path, exp: str, extra: list[str], min_samples: int = 3) -> list[Stage]:
@@ -87,25 +77,6 @@ def stages(run: Path, exp: str, extra: list[str], min_samples: int = 3) -> list[
         analyse("bc"),
         analyse("bc_oec"),
     ]
-
-
-def run_stage(stage: Stage, log_dir: Path) -> float:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = log_dir / (stage.name.replace(" ", "_") + ".log")
-    console.rule(f"[bold]{stage.name}")
-    console.print(" ".join(stage.argv), style="dim", soft_wrap=True)
-    started = time.monotonic()
-    with log_file.open("w") as log:
-        process = subprocess.Popen(stage.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert process.stdout is not None
-        for line in process.stdout:
-            sys.stdout.write(line)
-            log.write(line)
-        code = process.wait()
-    seconds = time.monotonic() - started
-    if code != 0 or not stage.done.exists():
-        raise SystemExit(f"stage '{stage.name}' failed (exit {code}); its log: {log_file}")
-    return seconds
 
 
 def arm_rows(run: Path) -> list[dict[str, object]]:
