@@ -2,9 +2,10 @@
 
 Every model-touching stage is a subprocess of a real entry point (``python -m oec.collect``,
 ``oec.train``, ``oec.evaluate``, ``analysis.token_metrics``, ``analysis.covariate_shift``), so what
-runs here is what a user runs by hand; the token budget is the one in-process stage. A stage whose
-``done`` file exists is skipped, so rerunning with the same ``--run-dir`` resumes (collection and
-evaluation stores also resume rollout by rollout).
+runs here is what a user runs by hand: an :class:`oec.stages.Stage` with the stages it needs; the
+token budget is the one in-process stage. A stage whose ``done`` file exists is skipped, so
+rerunning with the same ``--run-dir`` resumes (collection and evaluation stores also resume rollout
+by rollout).
 
 Layout under the run directory::
 
@@ -27,11 +28,12 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from oec.progress import stdout_console as console
 from oec.science.design import STORE_MODES, TestbedConfig, task_overrides
+from oec.stages import Stage as CommandStage
 from oec.store import load_manifest
 
 BASE_STORES = ("oec_early", "oec_late", "on_policy")
@@ -39,13 +41,10 @@ BASE_STORES = ("oec_early", "oec_late", "on_policy")
 
 
 @dataclass(frozen=True)
-class Stage:
-    """One unit of work: a command (``argv``) or an in-process function (``run``), after ``needs``."""
+class Stage(CommandStage):
+    """A driver's stage (a command, or with ``run`` an in-process function and no ``argv``) that
+    starts once the stages it ``needs`` are done."""
 
-    name: str
-    done: Path
-    """Exists once the stage has finished; a resumed run skips the stage then."""
-    argv: list[str] = field(default_factory=list)
     run: Callable[[], None] | None = None
     needs: tuple[str, ...] = ()
     unready: Callable[[], str | None] | None = None
@@ -89,7 +88,7 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
         argv = [*py, "oec.collect", *common, f"name={store}", f"seed={design.base_seed}"]
         argv += [f"collect.store={path}", f"tasks.split={split}", *task_overrides(tasks)]
         argv += [f"collect.samples_per_task={samples}", *overrides, f"hydra.run.dir={run / 'logs' / store}"]
-        stages.append(Stage(f"collect {store}", path / "manifest.json", argv, needs=needs))
+        stages.append(Stage(f"collect {store}", argv, path / "manifest.json", needs=needs))
 
     def train(arm_name: str, seed: int) -> Stage:
         model = model_dir(run, arm_name, seed)
@@ -104,8 +103,8 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
         stores = tuple(f"collect {s.store}" for s in design.arms[arm_name].sources)
         return Stage(
             f"train {arm_name} seed{seed}",
-            model / "oec_export.json",
             argv,
+            model / "oec_export.json",
             needs=("budget", *stores),
             unready=lambda: no_data(run, design, arm_name),
         )
@@ -113,7 +112,7 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
     needed = {share.store for arm in design.selected_arms.values() for share in arm.sources}
     collect("bc", "train", design.train_tasks, coll.expert_samples_per_task, "switch=always")
     collect("expert_heldout", "test", design.heldout_tasks, coll.expert_samples_per_task, "switch=always")
-    stages.append(Stage("budget", run / "budget.json", run=budget, needs=("collect bc",)))
+    stages.append(Stage("budget", [], run / "budget.json", run=budget, needs=("collect bc",)))
     base_train = train("bc", design.base_seed)
     if needed & set(BASE_STORES) and "bc" not in design.selected_arms:
         stages.append(base_train)
@@ -167,8 +166,8 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
                 stages.append(
                     Stage(
                         f"evaluate {arm_name} seed{seed} {split}",
-                        out / "report.json",
                         argv,
+                        out / "report.json",
                         needs=(f"train {arm_name} seed{seed}",),
                     )
                 )
@@ -190,8 +189,8 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
                 stages.append(
                     Stage(
                         f"metrics {arm_name} seed{seed}",
-                        out / "summary.json",
                         argv,
+                        out / "summary.json",
                         needs=(f"evaluate {arm_name} seed{seed} train",),
                     )
                 )
@@ -201,7 +200,7 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
         argv = [*py, "analysis.covariate_shift", "--student", *students, "--student-author", "student"]
         argv += ["--expert", str(run / "stores" / "bc"), "--out", str(out), "--min-samples", "3"]
         needs = tuple(f"evaluate {arm_name} seed{seed} train" for seed in design.seeds)
-        stages.append(Stage(f"analyse {arm_name}", out / "turnwise.csv", argv, needs=("collect bc", *needs)))
+        stages.append(Stage(f"analyse {arm_name}", argv, out / "turnwise.csv", needs=("collect bc", *needs)))
     names = {stage.name for stage in stages}
     unknown = sorted({n for stage in stages for n in stage.needs} - names)
     assert not unknown, f"stages need stages the plan lacks: {unknown}"
