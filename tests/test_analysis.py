@@ -70,6 +70,15 @@ def make_store(root: Path, trajectories: list[Trajectory]) -> Path:
 
 
 PLAN = [bash("ls"), bash("cat a.py"), bash("pytest -q"), SUBMIT]
+
+
+def oec_rollouts() -> list[Trajectory]:
+    """Two OEC rollouts on each of task-0..4: student turns 0-1, expert turns 2-4."""
+    replies = [bash("ls"), bash("cat a"), bash("git diff"), bash("pytest"), SUBMIT]
+    authors = ["student", "student", "expert", "expert", "expert"]
+    return [rollout(f"task-{i}", s, replies, authors, "oec") for i in range(5) for s in range(2)]
+
+
 OTHER = [bash("grep -rn x ."), bash("sed -n 1,5p a.py"), bash("git diff"), SUBMIT]
 
 
@@ -276,17 +285,7 @@ def test_embedding_metric_plugs_into_turnwise() -> None:
 
 
 def test_cli_writes_csv_plots_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    mixed = [
-        rollout(
-            f"task-{i}",
-            s,
-            [bash("ls"), bash("cat a"), bash("git diff"), bash("pytest"), SUBMIT],
-            ["student", "student", "expert", "expert", "expert"],
-            "oec",
-        )
-        for i in range(5)
-        for s in range(2)
-    ]
+    mixed = oec_rollouts()
     student = make_store(tmp_path / "oec", [*mixed, rollout("only-student", 0, PLAN, "student", "on_policy")])
     expert = make_store(tmp_path / "bc", group([OTHER, PLAN], "expert", instances=5))
     out = tmp_path / "out"

@@ -22,7 +22,18 @@ from analysis.turnwise import turn_groups, turnwise
 from oec.agent.prompts import format_error, observation
 from oec.chat import load_tokenizer
 from oec.modeling import build_model
-from tests.test_analysis import GARBAGE, OTHER, PLAN, SUBMIT, bash, group, make_store, rollout, rollouts
+from tests.test_analysis import (
+    GARBAGE,
+    OTHER,
+    PLAN,
+    SUBMIT,
+    bash,
+    group,
+    make_store,
+    oec_rollouts,
+    rollout,
+    rollouts,
+)
 
 
 def test_bootstrap_is_paired_over_instances() -> None:
@@ -168,17 +179,7 @@ def test_cached_embedder_embeds_each_text_once() -> None:
 
 def stores(tmp_path: Path) -> tuple[Path, Path]:
     """An OEC store (student turns 0-1, expert 2-4) and an expert store with rollouts of 3-5 turns."""
-    mixed = [
-        rollout(
-            f"task-{i}",
-            s,
-            [bash("ls"), bash("cat a"), bash("git diff"), bash("pytest"), SUBMIT],
-            ["student", "student", "expert", "expert", "expert"],
-            "oec",
-        )
-        for i in range(5)
-        for s in range(2)
-    ]
+    mixed = oec_rollouts()
     short = [rollout(f"task-{i}", 2, [bash("ls"), bash("pytest"), SUBMIT], "expert") for i in range(5)]
     expert = group([OTHER, [bash("ls"), *OTHER]], "expert", instances=5) + short
     return make_store(tmp_path / "oec", mixed), make_store(tmp_path / "expert", expert)
