@@ -74,12 +74,12 @@ def main(argv: list[str] | None = None) -> None:
     run.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_MODE", "offline")
     (run / "design.json").write_text(json.dumps({"preset": args.preset, "overrides": args.overrides}) + "\n")
-    started = time.monotonic()
+    started_file = run / "started.json"
+    if not started_file.exists():
+        started_file.write_text(json.dumps({"started": time.time()}) + "\n")
     timings = run_plan(plan(run, design, lambda: write_budget(run, design)), run, design)
-    wall_file = run / "wall.json"
-    earlier = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else 0.0
-    wall = earlier + time.monotonic() - started
-    wall_file.write_text(json.dumps({"wall_s": round(wall, 1)}) + "\n")
+    # Wall time since the run began, interruptions and resumptions included.
+    wall = time.time() - json.loads(started_file.read_text())["started"]
     report = build_report(run, design, timings, wall)
     folder = log_to_wandb(run, report, design.wandb_project)
     print_summary(report)

@@ -366,7 +366,7 @@ def _markdown(report: dict, estimates: dict, run: Path) -> str:
         f"{design['steps']} optimiser steps per student, {budget['budget_tokens']:,} supervised expert "
         f"tokens per arm (bc store: {budget['bc_capacity']:,}), {len(report['train_tasks'])} training tasks, "
         f"{len(report['heldout_tasks'])} held-out tasks; wall time {report['wall_s'] / 60:.1f} min "
-        f"(every invocation of this run together; `timings.json` has each stage).",
+        f"(from the first start to this report, interruptions included; `timings.json` has each stage).",
         "",
         "Intervals: 95%, two-level paired bootstrap over seeds then tasks "
         f"({design['bootstrap']} replicates).",

@@ -47,6 +47,9 @@ class Stage(CommandStage):
 
     run: Callable[[], None] | None = None
     needs: tuple[str, ...] = ()
+    complete: Callable[[], bool] | None = None
+    """Checked besides ``done`` existing: a store's manifest exists from its first rollout on, so a
+    collection is finished once it holds every rollout."""
     unready: Callable[[], str | None] | None = None
     """Checked when the needs are done: a reason the stage cannot run (e.g. its arm has no data), in
     which case it and every stage that needs it are skipped, and the reason is recorded."""
@@ -88,7 +91,12 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
         argv = [*py, "oec.collect", *common, f"name={store}", f"seed={design.base_seed}"]
         argv += [f"collect.store={path}", f"tasks.split={split}", *task_overrides(tasks)]
         argv += [f"collect.samples_per_task={samples}", *overrides, f"hydra.run.dir={run / 'logs' / store}"]
-        stages.append(Stage(f"collect {store}", argv, path / "manifest.json", needs=needs))
+        expected = (tasks if isinstance(tasks, int) else len(tasks)) * samples
+
+        def whole() -> bool:
+            return load_manifest(path)["counts"]["rollouts"] >= expected
+
+        stages.append(Stage(f"collect {store}", argv, path / "manifest.json", needs=needs, complete=whole))
 
     def train(arm_name: str, seed: int) -> Stage:
         model = model_dir(run, arm_name, seed)
@@ -229,6 +237,10 @@ def with_sources(stage: Stage, run: Path, design: TestbedConfig) -> list[str]:
     return [*stage.argv, f"data.sources=[{','.join(sources)}]"]
 
 
+def stage_finished(stage: Stage) -> bool:
+    return stage.done.exists() and (stage.complete is None or stage.complete())
+
+
 def _execute(stage: Stage, argv: list[str], log_dir: Path, env: dict[str, str]) -> float:
     started = time.monotonic()
     if stage.run is not None:
@@ -239,7 +251,7 @@ def _execute(stage: Stage, argv: list[str], log_dir: Path, env: dict[str, str]) 
             log.write(" ".join(argv) + "\n\n")
             log.flush()
             code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-        if code != 0 or not stage.done.exists():
+        if code != 0 or not stage_finished(stage):
             tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-15:])
             raise RuntimeError(f"stage '{stage.name}' failed (exit {code}); log {log_file}:\n{tail}")
     return time.monotonic() - started
@@ -255,7 +267,7 @@ def run_plan(stages: list[Stage], run: Path, design: TestbedConfig) -> dict[str,
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     if design.jobs > 1:
         env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    finished = {s.name for s in stages if s.done.exists()}
+    finished = {s.name for s in stages if stage_finished(s)}
     pending = [s for s in stages if s.name not in finished]
     skipped = len(stages) - len(pending)
     if skipped:
