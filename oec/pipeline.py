@@ -12,9 +12,10 @@ here is exactly what a user runs by hand), all under one run directory:
 7. ``eval/bc_oec``         that student alone on the held-out split
 8. ``analysis/<arm>``      turn-wise covariate shift of each student against the expert
 
-A stage whose output is complete is skipped, so ``--run-dir`` of an interrupted run resumes it
-(collection and evaluation stores also resume rollout by rollout). The summary table compares the
-arms on the held-out split, whatever the numbers are, and lands in ``summary.json``/``summary.md``.
+A stage recorded as finished in ``timings.json`` whose output exists is skipped, so ``--run-dir`` of
+an interrupted run resumes it (collection and evaluation stores also resume rollout by rollout). The
+summary table compares the arms on the held-out split, whatever the numbers are, and lands in
+``summary.json``/``summary.md``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from rich.table import Table
 
 from oec.progress import stdout_console as console
 from oec.sft.loggers import METRICS_FILE, read_metrics
-from oec.stages import Stage, run_stage
+from oec.stages import Stage, finished, run_stage
 
 
 def stages(run: Path, exp: str, extra: list[str], min_samples: int = 3) -> list[Stage]:
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     timings_file = run / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     for stage in stages(run, args.exp, args.overrides, args.min_samples):
-        if stage.done.exists():
+        if finished(stage, timings):
             console.print(f"[green]skip[/] {stage.name}: {stage.done} exists")
             continue
         timings[stage.name] = run_stage(stage, run / "logs")

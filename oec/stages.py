@@ -1,7 +1,8 @@
-"""Stages of the drivers (``make run``'s :mod:`oec.pipeline`, the rounds of :mod:`oec.loop`): each is a
-subprocess of a real entry point (``python -m oec.collect|train|evaluate`` or ``analysis``), so what
-a driver runs is exactly what a user runs by hand. A stage has a file that exists once it finished;
-a driver skips a stage whose file exists, which is how an interrupted run resumes.
+"""Stages of the drivers (``make run``'s :mod:`oec.pipeline`, the rounds of :mod:`oec.loop`, the science
+testbed :mod:`oec.science`): each is a subprocess of a real entry point (``python -m
+oec.collect|train|evaluate`` or ``analysis``), so what a driver runs is exactly what a user runs by
+hand. A stage has a file that exists once it finished; a driver skips a stage that it recorded as
+finished and whose file exists (:func:`finished`), which is how an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,13 @@ class Stage:
     argv: list[str]
     done: Path
     """Exists once the stage has finished; a resumed driver skips the stage then."""
+
+
+def finished(stage: Stage, recorded: Collection[str]) -> bool:
+    """Whether ``stage`` is done: the driver ``recorded`` its success (e.g. in its timings) and its file
+    exists. The file alone does not say: a store's manifest exists from its first rollout on, so an
+    interrupted collection would look finished; rerun, it resumes rollout by rollout."""
+    return stage.name in recorded and stage.done.exists()
 
 
 def run_stage(stage: Stage, log_dir: Path) -> float:

@@ -3,9 +3,9 @@
 Every model-touching stage is a subprocess of a real entry point (``python -m oec.collect``,
 ``oec.train``, ``oec.evaluate``, ``analysis.token_metrics``, ``analysis.covariate_shift``), so what
 runs here is what a user runs by hand: an :class:`oec.stages.Stage` with the stages it needs; the
-token budget is the one in-process stage. A stage whose ``done`` file exists is skipped, so
-rerunning with the same ``--run-dir`` resumes (collection and evaluation stores also resume rollout
-by rollout).
+token budget is the one in-process stage. A stage recorded in ``timings.json`` whose ``done`` file
+exists is skipped (:func:`oec.stages.finished`), so rerunning with the same ``--run-dir`` resumes
+(collection and evaluation stores also resume rollout by rollout).
 
 Layout under the run directory::
 
@@ -34,6 +34,7 @@ from pathlib import Path
 from oec.progress import stdout_console as console
 from oec.science.design import STORE_MODES, TestbedConfig, task_overrides
 from oec.stages import Stage as CommandStage
+from oec.stages import finished as is_finished
 from oec.store import load_manifest
 
 BASE_STORES = ("oec_early", "oec_late", "on_policy")
@@ -47,9 +48,6 @@ class Stage(CommandStage):
 
     run: Callable[[], None] | None = None
     needs: tuple[str, ...] = ()
-    complete: Callable[[], bool] | None = None
-    """Checked besides ``done`` existing: a store's manifest exists from its first rollout on, so a
-    collection is finished once it holds every rollout."""
     unready: Callable[[], str | None] | None = None
     """Checked when the needs are done: a reason the stage cannot run (e.g. its arm has no data), in
     which case it and every stage that needs it are skipped, and the reason is recorded."""
@@ -91,12 +89,7 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
         argv = [*py, "oec.collect", *common, f"name={store}", f"seed={design.base_seed}"]
         argv += [f"collect.store={path}", f"tasks.split={split}", *task_overrides(tasks)]
         argv += [f"collect.samples_per_task={samples}", *overrides, f"hydra.run.dir={run / 'logs' / store}"]
-        expected = (tasks if isinstance(tasks, int) else len(tasks)) * samples
-
-        def whole() -> bool:
-            return load_manifest(path)["counts"]["rollouts"] >= expected
-
-        stages.append(Stage(f"collect {store}", argv, path / "manifest.json", needs=needs, complete=whole))
+        stages.append(Stage(f"collect {store}", argv, path / "manifest.json", needs=needs))
 
     def train(arm_name: str, seed: int) -> Stage:
         model = model_dir(run, arm_name, seed)
@@ -237,10 +230,6 @@ def with_sources(stage: Stage, run: Path, design: TestbedConfig) -> list[str]:
     return [*stage.argv, f"data.sources=[{','.join(sources)}]"]
 
 
-def stage_finished(stage: Stage) -> bool:
-    return stage.done.exists() and (stage.complete is None or stage.complete())
-
-
 def _execute(stage: Stage, argv: list[str], log_dir: Path, env: dict[str, str]) -> float:
     started = time.monotonic()
     if stage.run is not None:
@@ -251,15 +240,15 @@ def _execute(stage: Stage, argv: list[str], log_dir: Path, env: dict[str, str]) 
             log.write(" ".join(argv) + "\n\n")
             log.flush()
             code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-        if code != 0 or not stage_finished(stage):
+        if code != 0 or not stage.done.exists():
             tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-15:])
             raise RuntimeError(f"stage '{stage.name}' failed (exit {code}); log {log_file}:\n{tail}")
     return time.monotonic() - started
 
 
 def run_plan(stages: list[Stage], run: Path, design: TestbedConfig) -> dict[str, float]:
-    """Run the stages whose outputs are missing, ``design.jobs`` at a time, each once its needs are
-    done; returns the wall seconds of each stage run now (earlier ones are read from timings.json)."""
+    """Run the stages not finished (:func:`oec.stages.finished`), ``design.jobs`` at a time, once
+    their needs are done; returns every stage's wall seconds (earlier runs' from timings.json)."""
     log_dir = run / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     timings_file = run / "timings.json"
@@ -267,7 +256,7 @@ def run_plan(stages: list[Stage], run: Path, design: TestbedConfig) -> dict[str,
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     if design.jobs > 1:
         env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    finished = {s.name for s in stages if stage_finished(s)}
+    finished = {s.name for s in stages if is_finished(s, timings)}
     pending = [s for s in stages if s.name not in finished]
     skipped = len(stages) - len(pending)
     if skipped:
