@@ -199,7 +199,7 @@ def plan(run: Path, design: TestbedConfig, budget: Callable[[], None]) -> list[S
         out = run / "analysis" / arm_name
         students = [str(eval_dir(run, arm_name, seed, "train")) for seed in design.seeds]
         argv = [*py, "analysis.covariate_shift", "--student", *students, "--student-author", "student"]
-        argv += ["--expert", str(run / "stores" / "bc"), "--out", str(out), "--min-samples", "3"]
+        argv += ["--expert", str(run / "stores" / "bc"), "--out", str(out), "--min-samples", "2"]
         needs = tuple(f"evaluate {arm_name} seed{seed} train" for seed in design.seeds)
         stages.append(Stage(f"analyse {arm_name}", argv, out / "turnwise.csv", needs=("collect bc", *needs)))
     names = {stage.name for stage in stages}
