@@ -267,7 +267,9 @@ def run_plan(stages: list[Stage], run: Path, design: TestbedConfig) -> dict[str,
     started_at = time.monotonic()
     with ThreadPoolExecutor(design.jobs) as pool:
         while pending or running:
-            if failure is None:
+            scan = failure is None
+            while scan:  # a skipped stage makes the stages that need it ready: scan again
+                scan = False
                 for stage in [s for s in pending if all(n in finished or n in skipped for n in s.needs)]:
                     if len(running) >= design.jobs:
                         break
@@ -277,6 +279,7 @@ def run_plan(stages: list[Stage], run: Path, design: TestbedConfig) -> dict[str,
                         skipped[stage.name] = reason
                         pending.remove(stage)
                         console.print(f"[yellow]skip[/] {stage.name}: {reason}")
+                        scan = True
                         continue
                     argv = with_sources(stage, run, design) if stage.name.startswith("train ") else stage.argv
                     running[pool.submit(_execute, stage, argv, log_dir, env)] = stage
