@@ -89,7 +89,7 @@ run: install
 	$(PY) -m oec.pipeline
 
 # The science testbed (conf/science/cpu.yaml): 7 arms x 5 seeds on the embedded tasks, report in
-# outputs/science/<time>/report.md (<= 60 min on 2 cores). SCIENCE_ARGS: e.g. --preset gpu, or
+# outputs/science/<time>/report.md (~80 min on 2 cores, measured). SCIENCE_ARGS: e.g. --preset gpu, or
 # --run-dir DIR to resume.
 SCIENCE_ARGS ?=
 science: install
